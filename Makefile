@@ -1,0 +1,41 @@
+# dnb-hubspot-bridge: the two set-up commands are `make run` and `make test`.
+
+# A development signing secret shared by `make run` and `make demo`; set
+# BRIDGE_WEBHOOK_SECRET to use your own. Never use this one in production.
+DEV_WEBHOOK_SECRET := whsec_ZGV2ZWxvcG1lbnQtc2lnbmluZy1zZWNyZXQ=
+export BRIDGE_WEBHOOK_SECRET ?= $(DEV_WEBHOOK_SECRET)
+
+CONFIG ?= config.yaml
+SAMPLES ?= ../shared/samples
+BIN := target/release/dnb-hubspot-bridge
+
+.PHONY: build run demo test fmt lint bench-ingest
+
+build:
+	cargo build --release --locked
+
+## Run the service in dry-run with config.yaml (no HubSpot account needed).
+run: build
+	$(BIN) --config $(CONFIG) serve
+
+## Sign the bundled D&B samples and post them to the running service, as a relay would.
+demo: build
+	$(BIN) --config $(CONFIG) send $(SAMPLES)/*.json $(SAMPLES)/*.ndjson
+	@echo
+	@curl -fsS http://127.0.0.1:8080/metrics | grep -E '^bridge_(notifications_(received|processed)_total|journal_notifications)' | grep -v ' 0$$' || true
+
+## Formatting, lints and every test.
+test:
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+	cargo test --locked --all-targets
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo clippy --locked --all-targets -- -D warnings
+
+## Ingest benchmark: release build, service on one core, load generator on the other.
+bench-ingest: build
+	cargo bench --locked --bench ingest

@@ -1,0 +1,139 @@
+//! `Application`: opens the journal, binds the listener, starts the worker
+//! pool, and runs until the shutdown token is cancelled.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::http::{AppState, router};
+use crate::hubspot::{DryRunExecutor, Executor};
+use crate::journal::{self, Journal};
+use crate::mapping::ActionRules;
+use crate::signature::SigningSecret;
+use crate::telemetry::Metrics;
+use crate::worker::{Doorbell, PoolHandle, Processor, RetryPolicy, WorkerDeps, WorkerPool};
+
+/// A built, not yet serving, application.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    pool: PoolHandle,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Opens the journal, binds `server.bind` and starts the workers with the
+    /// executor `hubspot.enabled` selects. The settings must have passed
+    /// [`crate::config::validate`].
+    pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        Self::build_with_executor(settings, shutdown, Arc::new(DryRunExecutor)).await
+    }
+
+    /// [`Application::build`] with a given executor.
+    pub async fn build_with_executor(
+        settings: Settings,
+        shutdown: CancellationToken,
+        executor: Arc<dyn Executor>,
+    ) -> anyhow::Result<Self> {
+        let secrets = settings
+            .webhook
+            .non_empty_secrets()
+            .map(|secret| SigningSecret::parse(secret.expose_secret()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("webhook.secrets")?;
+        anyhow::ensure!(
+            !secrets.is_empty(),
+            "webhook.secrets: no signing secret configured"
+        );
+        let journal: Arc<dyn Journal> = journal::connect(&settings.storage)
+            .await
+            .with_context(|| format!("cannot open the journal at {}", settings.storage.url))?;
+        let listener = TcpListener::bind(&settings.server.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
+
+        let metrics = Arc::new(Metrics::new());
+        let doorbell = Doorbell::new(settings.queue.capacity);
+        let processor = Arc::new(Processor {
+            rules: ActionRules::from_settings(&settings.hubspot),
+            executor,
+            retry: RetryPolicy::from_settings(&settings.workers),
+            metrics: metrics.clone(),
+        });
+        let instance = format!(
+            "{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let pool = WorkerPool::start(
+            &settings.workers,
+            WorkerDeps {
+                journal: journal.clone(),
+                doorbell: doorbell.clone(),
+                processor,
+                instance,
+            },
+            shutdown.child_token(),
+        );
+        // Work left pending by a previous run is picked up without waiting for a poll.
+        doorbell.ring();
+        let state = AppState {
+            journal,
+            doorbell,
+            settings: Arc::new(settings),
+            secrets: Arc::new(secrets),
+            metrics,
+        };
+        Ok(Self {
+            listener,
+            state,
+            pool,
+            shutdown,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until the token is cancelled, then stops accepting, lets workers
+    /// finish their batch in hand and closes the journal.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            pool,
+            shutdown,
+        } = self;
+        let grace = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
+        let journal = state.journal.clone();
+        tracing::info!(address = %listener.local_addr()?, dry_run = !state.settings.hubspot.enabled, "serving");
+        let served = axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
+        if let Err(error) = &served {
+            tracing::error!(error = %error, "HTTP server failed");
+            shutdown.cancel();
+        }
+        if tokio::time::timeout(grace, pool.wait_for_shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "workers did not finish within the shutdown timeout; their leases will expire and be taken back"
+            );
+        }
+        journal.close().await;
+        tracing::info!("stopped");
+        served.context("HTTP server failed")
+    }
+}

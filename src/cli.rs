@@ -1,0 +1,79 @@
+//! Command-line interface: a global `--config` and one subcommand per task.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Turns D&B monitoring alerts into HubSpot tasks, notes and company updates.
+#[derive(Debug, Parser)]
+#[command(name = "dnb-hubspot-bridge", version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "config.yaml",
+        env = "BRIDGE_CONFIG"
+    )]
+    pub config: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service and the worker pool.
+    Serve,
+    /// Load, interpolate and validate the config; print it with secrets redacted.
+    CheckConfig,
+    /// Sign D&B files (Standard Webhooks) and POST them to a bridge, as a relay would.
+    Send(SendArgs),
+    /// Exit 0 when GET /health answers 200.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Arguments of `send`.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// D&B files: Direct+ JSON responses, notification arrays or NDJSON NOTIFICATION files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The bridge: a base URL or the full webhook URL [default: http://<server.bind>/webhooks/dnb].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Signing secret (`whsec_...`) [default: the first of webhook.secrets].
+    #[arg(long, env = "BRIDGE_SEND_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Split bodies larger than this [default: webhook.max_body_bytes].
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+}
+
+/// Arguments of `healthcheck`.
+#[derive(Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    /// Health URL [default: http://<server.bind>/health].
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_is_global() {
+        let cli = Cli::try_parse_from(["dnb-hubspot-bridge", "check-config", "--config", "x.yaml"])
+            .unwrap();
+        assert_eq!(cli.config, PathBuf::from("x.yaml"));
+    }
+}

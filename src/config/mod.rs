@@ -1,0 +1,519 @@
+//! Typed settings and how they are loaded.
+//!
+//! Loading goes in three steps: parse the YAML file and expand `${VAR}` inside
+//! its string values (see [`interpolate`]), layer `BRIDGE__…` environment
+//! overrides on top with the `config` crate, then deserialise into
+//! [`Settings`]. [`validate`] then lists every problem at once. `config.yaml`
+//! at the repository root is the commented reference of every key.
+
+pub mod interpolate;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+pub use validate::{ConfigError, validate};
+
+/// The whole configuration tree.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP listener settings.
+    pub server: ServerSettings,
+    /// Signed webhook intake.
+    pub webhook: WebhookSettings,
+    /// Operator endpoints.
+    pub admin: AdminSettings,
+    /// The journal.
+    pub storage: StorageSettings,
+    /// The in-process doorbell and backpressure.
+    pub queue: QueueSettings,
+    /// The worker pool.
+    pub workers: WorkerSettings,
+    /// HubSpot portal access and the action table.
+    pub hubspot: HubSpotSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// D&B Direct+ access for `pull` (not used by the server yet).
+    pub dnb: DnbSettings,
+}
+
+/// `server.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Listen address; default `127.0.0.1:8080`.
+    pub bind: String,
+    /// Upper bound on handling one request, in seconds; default 30.
+    pub request_timeout_secs: u64,
+    /// How long shutdown waits for in-flight work, in seconds; default 25.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            request_timeout_secs: 30,
+            shutdown_timeout_secs: 25,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// The bind address, once validated.
+    pub fn bind_addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
+        self.bind.parse()
+    }
+}
+
+/// `webhook.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Signing secrets (`whsec_` + base64); empty entries are ignored.
+    pub secrets: Vec<SecretString>,
+    /// Accepted clock skew of `webhook-timestamp`, in seconds; default 300.
+    pub tolerance_secs: u64,
+    /// Larger bodies get 413; default 10 MiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            secrets: Vec::new(),
+            tolerance_secs: 300,
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// The configured secrets that are not blank.
+    pub fn non_empty_secrets(&self) -> impl Iterator<Item = &SecretString> {
+        self.secrets
+            .iter()
+            .filter(|secret| !secret.expose_secret().trim().is_empty())
+    }
+}
+
+/// `admin.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Bearer token of the admin endpoints; empty disables them (404).
+    pub token: SecretString,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            token: SecretString::from(""),
+        }
+    }
+}
+
+/// `storage.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// `sqlite://PATH`; default `sqlite://data/journal.db`.
+    pub url: String,
+    /// How long finished notifications are kept; default 30 days.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub retention: Duration,
+    /// SQLite `synchronous` level: `full` (default, every commit is fsynced) or `normal`.
+    pub synchronous: SqliteSynchronous,
+    /// WAL size above which a truncating checkpoint runs; default 64 MiB.
+    pub wal_max_bytes: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/journal.db".into(),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            synchronous: SqliteSynchronous::Full,
+            wal_max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// SQLite durability level of a commit.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// The WAL is fsynced at every commit: a 202 survives power loss.
+    Full,
+    /// The WAL is fsynced at checkpoints: a 202 survives a process crash, not power loss.
+    Normal,
+}
+
+/// `queue.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Size of the channel that wakes workers; default 1024.
+    pub capacity: usize,
+    /// Pending notifications above which the webhook answers 503; default 1,000,000.
+    pub high_water: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            capacity: 1024,
+            high_water: 1_000_000,
+        }
+    }
+}
+
+/// `workers.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Size of the worker pool; default 4.
+    pub count: usize,
+    /// Notifications claimed at once; default 100.
+    pub batch_size: usize,
+    /// How long a worker waits to fill a batch, in milliseconds; default 20.
+    pub batch_max_wait_ms: u64,
+    /// How long a claim stays valid before another worker may take it back, in seconds; default 300.
+    pub lease_secs: u64,
+    /// Fallback poll when no doorbell rings, in milliseconds; default 1000.
+    pub poll_interval_ms: u64,
+    /// First retry delay after a failure, in milliseconds; default 1000.
+    pub retry_initial_ms: u64,
+    /// Longest retry delay, in seconds; default 900.
+    pub retry_max_secs: u64,
+    /// A notification whose own failure persists this long goes to `dead`; default 24h.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub dead_after: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            count: 4,
+            batch_size: 100,
+            batch_max_wait_ms: 20,
+            lease_secs: 300,
+            poll_interval_ms: 1000,
+            retry_initial_ms: 1000,
+            retry_max_secs: 900,
+            dead_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// `hubspot.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubSpotSettings {
+    /// false: dry-run, every planned call is journaled and logged, none is sent.
+    pub enabled: bool,
+    /// Default `https://api.hubapi.com`.
+    pub base_url: String,
+    /// `2026-03` (default) or `v3`.
+    pub api_version: String,
+    /// Private app token or service key.
+    pub api_token: SecretString,
+    /// Company property holding the DUNS; default `duns_number`.
+    pub duns_property: String,
+    /// Owner of tasks for companies that have no owner.
+    pub default_owner_email: String,
+    /// SEED and FULL_PRODUCT create companies that do not exist yet; default true.
+    pub create_missing_companies: bool,
+    /// D&B notification type → actions; types left out keep their defaults.
+    pub actions: BTreeMap<String, Vec<String>>,
+    /// Types whose tasks are HIGH priority.
+    pub critical_types: Vec<String>,
+}
+
+impl Default for HubSpotSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            base_url: "https://api.hubapi.com".into(),
+            api_version: "2026-03".into(),
+            api_token: SecretString::from(""),
+            duns_property: "duns_number".into(),
+            default_owner_email: String::new(),
+            create_missing_companies: true,
+            actions: BTreeMap::new(),
+            critical_types: ["DELETE", "TRANSFER", "UNDER_REVIEW", "EXIT"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// `log.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `pretty` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `dnb_hubspot_bridge=debug`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `dnb.*`: D&B Direct+ access for the `pull` command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnbSettings {
+    /// Direct+ base URL.
+    pub base_url: String,
+    /// Direct+ consumer key.
+    pub api_key: SecretString,
+    /// Direct+ consumer secret.
+    pub api_secret: SecretString,
+    /// Monitoring registration references to poll.
+    pub registrations: Vec<String>,
+}
+
+impl Default for DnbSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://plus.dnb.com".into(),
+            api_key: SecretString::from(""),
+            api_secret: SecretString::from(""),
+            registrations: Vec::new(),
+        }
+    }
+}
+
+/// Keys whose environment override is a comma-separated list.
+const LIST_KEYS: [&str; 3] = [
+    "webhook.secrets",
+    "hubspot.critical_types",
+    "dnb.registrations",
+];
+
+impl Settings {
+    /// Loads `path` (a missing file means all defaults), expands variables
+    /// from the process environment and applies `BRIDGE__…` overrides.
+    /// Returns every loading problem at once; [`validate`] checks the values.
+    pub fn load(path: &Path) -> Result<Settings, Vec<ConfigError>> {
+        Self::load_with(path, &|name| std::env::var(name).ok(), None)
+    }
+
+    /// [`Settings::load`] with an explicit variable lookup and, for tests,
+    /// an explicit override source instead of the process environment.
+    pub fn load_with(
+        path: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        overrides: Option<config::Map<String, String>>,
+    ) -> Result<Settings, Vec<ConfigError>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) => {
+                return Err(vec![ConfigError::new(
+                    "config",
+                    format!("cannot read {}: {error}", path.display()),
+                )]);
+            }
+        };
+        let mut tree: serde_json::Value = if text.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_yaml_ng::from_str(&text).map_err(|error| {
+                vec![ConfigError::new(
+                    "config",
+                    format!("{} is not valid YAML: {error}", path.display()),
+                )]
+            })?
+        };
+        let mut problems = Vec::new();
+        interpolate::interpolate_tree(&mut tree, "", lookup, &mut problems);
+        if !problems.is_empty() {
+            return Err(problems
+                .into_iter()
+                .map(|message| ConfigError::new("config", message))
+                .collect());
+        }
+
+        let mut environment = config::Environment::with_prefix("BRIDGE")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",");
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        if let Some(overrides) = overrides {
+            environment = environment.source(Some(overrides));
+        }
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(
+                &tree.to_string(),
+                config::FileFormat::Json,
+            ))
+            .add_source(environment)
+            .build()
+            .and_then(|config| config.try_deserialize::<Settings>());
+        built.map_err(|error| vec![ConfigError::new("config", error.to_string())])
+    }
+}
+
+/// Accepts `30d`, `12h`, `90s` (humantime) or a bare number of seconds.
+fn deserialize_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+        Raw::Text(text) => {
+            if let Ok(seconds) = text.trim().parse::<u64>() {
+                return Ok(Duration::from_secs(seconds));
+            }
+            humantime::parse_duration(text.trim()).map_err(|error| {
+                serde::de::Error::custom(format!("invalid duration {text:?}: {error}"))
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(
+        yaml: &str,
+        env: &[(&str, &str)],
+        overrides: &[(&str, &str)],
+    ) -> Result<Settings, Vec<ConfigError>> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(yaml.as_bytes()).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let overrides = overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_with(file.path(), &lookup, Some(overrides))
+    }
+
+    #[test]
+    fn values_with_hash_colon_and_quotes_survive_interpolation() {
+        let settings = load(
+            "hubspot:\n  api_token: \"${HUBSPOT_API_TOKEN}\"\n  default_owner_email: '${OWNER:a#b@x.io}'\n",
+            &[("HUBSPOT_API_TOKEN", "pat-na1-#x:y'\"z")],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            settings.hubspot.api_token.expose_secret(),
+            "pat-na1-#x:y'\"z"
+        );
+        assert_eq!(settings.hubspot.default_owner_email, "a#b@x.io");
+    }
+
+    #[test]
+    fn interpolated_strings_become_typed_values() {
+        let settings = load(
+            "hubspot:\n  enabled: ${HUBSPOT_ENABLED:false}\nqueue:\n  capacity: ${CAP:16}\n",
+            &[("HUBSPOT_ENABLED", "true")],
+            &[],
+        )
+        .unwrap();
+        assert!(settings.hubspot.enabled);
+        assert_eq!(settings.queue.capacity, 16);
+    }
+
+    #[test]
+    fn environment_overrides_win_and_split_lists() {
+        let settings = load(
+            "webhook:\n  secrets: [whsec_AAAA]\nworkers:\n  count: 2\n",
+            &[],
+            &[
+                ("BRIDGE__WEBHOOK__SECRETS", "whsec_b25l,whsec_dHdv"),
+                ("BRIDGE__WORKERS__COUNT", "7"),
+            ],
+        )
+        .unwrap();
+        let secrets: Vec<&str> = settings
+            .webhook
+            .secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .collect();
+        assert_eq!(secrets, ["whsec_b25l", "whsec_dHdv"]);
+        assert_eq!(settings.workers.count, 7);
+    }
+
+    #[test]
+    fn action_table_keys_keep_their_case_and_durations_parse() {
+        let settings = load(
+            "hubspot:\n  actions:\n    DELETE: [create_note]\nstorage:\n  retention: 12h\n",
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            settings.hubspot.actions.get("DELETE"),
+            Some(&vec!["create_note".to_string()])
+        );
+        assert_eq!(settings.storage.retention, Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn misspelt_keys_are_reported() {
+        let errors = load("workers:\n  cuont: 3\n", &[], &[]).unwrap_err();
+        assert!(errors[0].to_string().contains("cuont"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn the_repository_config_is_complete_and_valid_with_a_secret() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml"));
+        let lookup = |name: &str| {
+            (name == "BRIDGE_WEBHOOK_SECRET")
+                .then(|| "whsec_ZGV2LXNlY3JldC1kZXYtc2VjcmV0".to_string())
+        };
+        let settings = Settings::load_with(path, &lookup, Some(Default::default())).unwrap();
+        assert_eq!(validate(&settings), Vec::new());
+        assert!(!settings.hubspot.enabled);
+        assert_eq!(settings.server.bind, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unset_variable_and_bad_yaml_are_reported() {
+        let errors = load("admin:\n  token: ${NOPE}\n", &[], &[]).unwrap_err();
+        assert!(errors[0].to_string().contains("NOPE"));
+        let errors = load("server: [unclosed\n", &[], &[]).unwrap_err();
+        assert!(errors[0].to_string().contains("not valid YAML"));
+    }
+}

@@ -1,0 +1,211 @@
+//! Checks that collect every problem of a loaded [`Settings`] at once, so
+//! `check-config` can list them all and `serve` can refuse to start.
+
+use std::fmt;
+
+use secrecy::ExposeSecret;
+
+use super::Settings;
+use crate::dnb::NotificationType;
+use crate::mapping::ActionKind;
+use crate::signature::SigningSecret;
+
+/// One problem with the configuration, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The dotted key, e.g. `webhook.secrets`.
+    pub key: String,
+    /// What is wrong, never containing a secret value.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A problem with `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Returns every problem found in `settings`; empty means valid for `serve`.
+pub fn validate(settings: &Settings) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut problem = |key: &str, message: String| errors.push(ConfigError::new(key, message));
+
+    if let Err(error) = settings.server.bind_addr() {
+        problem(
+            "server.bind",
+            format!("{:?} is not an address: {error}", settings.server.bind),
+        );
+    }
+    if settings.server.request_timeout_secs == 0 {
+        problem("server.request_timeout_secs", "must be at least 1".into());
+    }
+
+    let secrets: Vec<_> = settings.webhook.non_empty_secrets().collect();
+    if secrets.is_empty() {
+        problem(
+            "webhook.secrets",
+            "no signing secret configured; set BRIDGE_WEBHOOK_SECRET or webhook.secrets".into(),
+        );
+    }
+    for (index, secret) in secrets.iter().enumerate() {
+        if let Err(error) = SigningSecret::parse(secret.expose_secret()) {
+            problem("webhook.secrets", format!("entry {index}: {error}"));
+        }
+    }
+    if settings.webhook.tolerance_secs == 0 {
+        problem("webhook.tolerance_secs", "must be at least 1".into());
+    }
+    if settings.webhook.max_body_bytes < 1024 {
+        problem("webhook.max_body_bytes", "must be at least 1024".into());
+    }
+
+    let url = settings.storage.url.as_str();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        problem(
+            "storage.url",
+            "postgres:// is not supported yet; use sqlite://PATH".into(),
+        );
+    } else if !url.starts_with("sqlite://") || url.len() == "sqlite://".len() {
+        problem("storage.url", format!("{url:?} must be sqlite://PATH"));
+    }
+    if settings.storage.retention.is_zero() {
+        problem("storage.retention", "must be longer than zero".into());
+    }
+
+    if settings.queue.capacity == 0 {
+        problem("queue.capacity", "must be at least 1".into());
+    }
+    if settings.queue.high_water == 0 {
+        problem("queue.high_water", "must be at least 1".into());
+    }
+
+    let workers = &settings.workers;
+    if !(1..=256).contains(&workers.count) {
+        problem("workers.count", "must be between 1 and 256".into());
+    }
+    if !(1..=1000).contains(&workers.batch_size) {
+        problem("workers.batch_size", "must be between 1 and 1000".into());
+    }
+    if workers.batch_max_wait_ms > 60_000 {
+        problem("workers.batch_max_wait_ms", "must be at most 60000".into());
+    }
+    if workers.lease_secs < 5 {
+        problem("workers.lease_secs", "must be at least 5".into());
+    }
+    if workers.poll_interval_ms == 0 {
+        problem("workers.poll_interval_ms", "must be at least 1".into());
+    }
+    if workers.retry_initial_ms == 0 || workers.retry_max_secs == 0 {
+        problem(
+            "workers.retry_initial_ms",
+            "retry delays must be longer than zero".into(),
+        );
+    }
+
+    let hubspot = &settings.hubspot;
+    if hubspot.enabled {
+        problem(
+            "hubspot.enabled",
+            "the HubSpot client is not part of this build yet; run with hubspot.enabled: false (dry-run)"
+                .into(),
+        );
+    }
+    if !["2026-03", "v3"].contains(&hubspot.api_version.as_str()) {
+        problem(
+            "hubspot.api_version",
+            format!("{:?} must be 2026-03 or v3", hubspot.api_version),
+        );
+    }
+    if hubspot.duns_property.trim().is_empty() {
+        problem("hubspot.duns_property", "must not be empty".into());
+    }
+    for (type_name, actions) in &hubspot.actions {
+        if NotificationType::parse(type_name).is_none() {
+            problem(
+                "hubspot.actions",
+                format!("{type_name:?} is not a D&B notification type"),
+            );
+        }
+        for action in actions {
+            if ActionKind::parse(action).is_none() {
+                problem(
+                    "hubspot.actions",
+                    format!(
+                        "{type_name}: {action:?} is not one of create_task, create_note, update_property, update_company"
+                    ),
+                );
+            }
+        }
+    }
+    for type_name in &hubspot.critical_types {
+        if NotificationType::parse(type_name).is_none() {
+            problem(
+                "hubspot.critical_types",
+                format!("{type_name:?} is not a D&B notification type"),
+            );
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn valid() -> Settings {
+        let mut settings = Settings::default();
+        settings.webhook.secrets = vec![SecretString::from("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=")];
+        settings
+    }
+
+    #[test]
+    fn defaults_with_a_secret_are_valid() {
+        assert_eq!(validate(&valid()), Vec::new());
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let mut settings = valid();
+        settings.webhook.secrets = vec![SecretString::from("")];
+        settings.server.bind = "nowhere".into();
+        settings.storage.url = "postgres://localhost/x".into();
+        settings.workers.count = 0;
+        settings
+            .hubspot
+            .actions
+            .insert("BOGUS".into(), vec!["send_fax".into()]);
+        let keys: Vec<String> = validate(&settings).into_iter().map(|e| e.key).collect();
+        for key in [
+            "server.bind",
+            "webhook.secrets",
+            "storage.url",
+            "workers.count",
+            "hubspot.actions",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+        }
+        assert_eq!(keys.iter().filter(|k| *k == "hubspot.actions").count(), 2);
+    }
+
+    #[test]
+    fn a_secret_that_is_not_base64_is_named_without_its_value() {
+        let mut settings = valid();
+        settings.webhook.secrets = vec![SecretString::from("whsec_***not base64***")];
+        let errors = validate(&settings);
+        assert_eq!(errors.len(), 1);
+        assert!(!errors[0].message.contains("not base64***"));
+    }
+}

@@ -1,0 +1,10 @@
+//! D&B Direct+ monitoring data: the notification model and the body shapes
+//! relays send it in.
+
+pub mod notification;
+pub mod payload;
+
+pub use notification::{
+    Duns, ElementChange, Notification, NotificationType, RejectReason, Rejection,
+};
+pub use payload::{BodyFormat, IncomingItem, PayloadError, RejectedItem, ValidItem, parse_body};

@@ -1,0 +1,24 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::journal::Journal;
+use crate::signature::SigningSecret;
+use crate::telemetry::Metrics;
+use crate::worker::Doorbell;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The journal every accepted notification is committed to.
+    pub journal: Arc<dyn Journal>,
+    /// Wakes workers after a commit.
+    pub doorbell: Doorbell,
+    /// The validated settings.
+    pub settings: Arc<Settings>,
+    /// Decoded webhook signing secrets.
+    pub secrets: Arc<Vec<SigningSecret>>,
+    /// This application's metrics.
+    pub metrics: Arc<Metrics>,
+}

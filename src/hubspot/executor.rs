@@ -1,0 +1,97 @@
+//! The executor seam: workers hand it planned notifications, it performs (or,
+//! in dry-run, only records) their HubSpot actions and says how each ended.
+
+use async_trait::async_trait;
+
+use crate::dnb::Notification;
+use crate::journal::{ActionRecord, ActionState, NotificationId};
+use crate::mapping::{Action, Plan};
+
+/// A claimed notification with its plan.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// Journal id.
+    pub id: NotificationId,
+    /// The parsed notification.
+    pub notification: Notification,
+    /// What it asks HubSpot to do.
+    pub plan: Plan,
+}
+
+/// How executing one planned notification ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Execution {
+    /// All actions performed (or planned, when `dry_run`).
+    Done {
+        /// Whether HubSpot was left untouched.
+        dry_run: bool,
+        /// Actions with their state and HubSpot ids.
+        actions: Vec<ActionRecord>,
+    },
+    /// Nothing could be done, for a reason such as `no_company`.
+    Skipped {
+        /// Short reason word.
+        reason: String,
+        /// Actions performed before the skip, if any.
+        actions: Vec<ActionRecord>,
+    },
+    /// This notification's own failure.
+    Failed {
+        /// What went wrong (never a secret).
+        error: String,
+        /// True when retrying cannot help (a validation error).
+        permanent: bool,
+        /// Actions that did succeed, as checkpoints.
+        actions: Vec<ActionRecord>,
+    },
+}
+
+/// Performs plans. One call gets a whole claimed batch, so calls can be batched.
+#[async_trait]
+pub trait Executor: Send + Sync + 'static {
+    /// Executes `batch`; the answer has one entry per input, in order.
+    async fn execute(&self, batch: &[Planned]) -> Vec<Execution>;
+}
+
+/// Records plans as planned actions and logs them; sends nothing.
+///
+/// Planned actions are not checkpoints: enabling HubSpot later and replaying
+/// the notification performs them for real.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DryRunExecutor;
+
+/// The journal record of a planned action.
+pub fn planned_record(action: &Action) -> ActionRecord {
+    ActionRecord {
+        key: action.kind().as_str().to_string(),
+        kind: action.kind().as_str().to_string(),
+        state: ActionState::Planned,
+        object_type: None,
+        object_id: None,
+        detail: serde_json::to_string(action).expect("actions serialise"),
+    }
+}
+
+#[async_trait]
+impl Executor for DryRunExecutor {
+    async fn execute(&self, batch: &[Planned]) -> Vec<Execution> {
+        batch
+            .iter()
+            .map(|planned| {
+                let kinds: Vec<&str> = planned.plan.actions.iter().map(|action| action.kind().as_str()).collect();
+                tracing::info!(
+                    notification.id = planned.id,
+                    dnb.duns = %planned.notification.duns,
+                    dnb.type = %planned.notification.notification_type,
+                    actions = ?kinds,
+                    "dry-run: HubSpot actions planned, none sent"
+                );
+                tracing::debug!(notification.id = planned.id, plan = %serde_json::to_string(&planned.plan).unwrap_or_default(), "dry-run plan");
+                Execution::Done {
+                    dry_run: true,
+                    actions: planned.plan.actions.iter().map(planned_record).collect(),
+                }
+            })
+            .collect()
+    }
+}

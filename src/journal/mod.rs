@@ -1,0 +1,346 @@
+//! The journal: the source of truth for every notification.
+//!
+//! A notification is committed here before its 202 is sent, workers only ever
+//! take work from here (the doorbell just wakes them), and every outcome,
+//! attempt and HubSpot action is recorded here. [`Journal`] is the seam a
+//! second backend joins; [`connect`] picks the backend from `storage.url`.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::StorageSettings;
+use crate::dnb::IncomingItem;
+
+/// Journal row id of a notification.
+pub type NotificationId = i64;
+
+/// Lifecycle of a journaled notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting to be claimed (possibly until `next_attempt_at`).
+    Pending,
+    /// Claimed by a worker under a lease.
+    Processing,
+    /// Processed (for real, or planned only when `dry_run` is set).
+    Done,
+    /// Nothing to do, with a reason such as `no_company`.
+    Skipped,
+    /// Failed for longer than `workers.dead_after`; releases later notifications of its DUNS.
+    Dead,
+    /// Not a valid notification; kept with its reason, never processed.
+    Rejected,
+}
+
+impl Status {
+    /// Every status.
+    pub const ALL: [Status; 6] = [
+        Self::Pending,
+        Self::Processing,
+        Self::Done,
+        Self::Skipped,
+        Self::Dead,
+        Self::Rejected,
+    ];
+
+    /// The status word stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::Done => "done",
+            Self::Skipped => "skipped",
+            Self::Dead => "dead",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// Parses a status word.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+}
+
+/// One signed request's items, to be committed together.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The sender's `webhook-id`.
+    pub webhook_id: String,
+    /// When the request arrived.
+    pub received_at: DateTime<Utc>,
+    /// The items in body order.
+    pub items: Vec<IncomingItem>,
+}
+
+/// A rejected item of a delivery, by body index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedIndex {
+    /// Position of the item in the body.
+    pub index: usize,
+    /// The short reason word.
+    pub reason: String,
+    /// What exactly was wrong.
+    pub detail: String,
+}
+
+/// What became of one body item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemFate {
+    /// Newly journaled for processing.
+    Accepted(NotificationId),
+    /// Already journaled (same content, or a redelivered `webhook-id`): the existing id.
+    Duplicate(NotificationId),
+    /// Kept as rejected.
+    Rejected,
+}
+
+impl ItemFate {
+    /// The journal id an answer shows for this item (null for rejected).
+    pub fn id(self) -> Option<NotificationId> {
+        match self {
+            Self::Accepted(id) | Self::Duplicate(id) => Some(id),
+            Self::Rejected => None,
+        }
+    }
+}
+
+/// What the journal did with a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Per body item, in body order.
+    pub items: Vec<ItemFate>,
+    /// Details of the rejected items, by body index.
+    pub rejected: Vec<RejectedIndex>,
+    /// True when the `webhook-id` had been seen before and nothing was stored.
+    pub redelivery: bool,
+}
+
+impl AppendOutcome {
+    /// Items newly journaled for processing.
+    pub fn accepted(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|fate| matches!(fate, ItemFate::Accepted(_)))
+            .count()
+    }
+
+    /// Items answered as duplicates.
+    pub fn duplicates(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|fate| matches!(fate, ItemFate::Duplicate(_)))
+            .count()
+    }
+}
+
+/// A notification handed to a worker under a lease.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Journal id.
+    pub id: NotificationId,
+    /// The notification's canonical JSON.
+    pub raw: String,
+    /// Its DUNS.
+    pub duns: String,
+    /// Its type.
+    pub notification_type: Option<crate::dnb::NotificationType>,
+    /// Receipt time, unix milliseconds.
+    pub received_at_ms: i64,
+    /// Attempts recorded so far.
+    pub attempts: u32,
+    /// When its current run of failures began, unix milliseconds.
+    pub first_failed_at_ms: Option<i64>,
+}
+
+/// State of a recorded HubSpot action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionState {
+    /// Planned in dry-run; not a checkpoint, so a later real run still performs it.
+    Planned,
+    /// Sent, but the answer was lost; must be reconciled before a retry.
+    Unknown,
+    /// Performed; a checkpoint that retries and replays skip.
+    Done,
+}
+
+impl ActionState {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Planned => "planned",
+            Self::Unknown => "unknown",
+            Self::Done => "done",
+        }
+    }
+}
+
+/// One HubSpot action as recorded for a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRecord {
+    /// Identifies the action within its notification's plan (one per kind).
+    pub key: String,
+    /// `create_task`, `create_note`, `update_property` or `update_company`.
+    pub kind: String,
+    /// Planned, unknown or done.
+    pub state: ActionState,
+    /// HubSpot object type written (`tasks`, `notes`, `companies`), once known.
+    pub object_type: Option<String>,
+    /// HubSpot record id produced or changed, once known.
+    pub object_id: Option<String>,
+    /// The planned content, as JSON.
+    pub detail: String,
+}
+
+/// How one claimed notification ended this time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Processed; `dry_run` when its actions were only planned.
+    Done {
+        /// Whether HubSpot was left untouched.
+        dry_run: bool,
+    },
+    /// Nothing to do.
+    Skipped {
+        /// Short reason word, e.g. `no_company`.
+        reason: String,
+    },
+    /// Its own failure; tried again at `next_attempt_at_ms`.
+    Retry {
+        /// What failed.
+        error: String,
+        /// When to try again.
+        next_attempt_at_ms: i64,
+        /// Start of the current run of failures.
+        first_failed_at_ms: i64,
+    },
+    /// Failed for too long, or cannot ever succeed.
+    Dead {
+        /// Short reason word.
+        reason: String,
+        /// What failed.
+        error: String,
+    },
+    /// Not attempted because HubSpot as a whole is unavailable; no attempt is spent.
+    Deferred {
+        /// Why, e.g. `outage`.
+        reason: String,
+        /// When to try again.
+        next_attempt_at_ms: i64,
+    },
+}
+
+impl Outcome {
+    /// The attempt outcome word stored in the attempts table.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Done { .. } => "done",
+            Self::Skipped { .. } => "skipped",
+            Self::Retry { .. } => "retry",
+            Self::Dead { .. } => "dead",
+            Self::Deferred { .. } => "deferred",
+        }
+    }
+}
+
+/// The result of processing one claimed notification.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Which notification.
+    pub id: NotificationId,
+    /// When its processing started, unix milliseconds.
+    pub started_at_ms: i64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// HubSpot actions planned or performed.
+    pub actions: Vec<ActionRecord>,
+}
+
+/// Counts for gauges and probes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Notifications per status.
+    pub counts: BTreeMap<Status, u64>,
+    /// Receipt time of the oldest pending notification, unix milliseconds.
+    pub oldest_pending_received_ms: Option<i64>,
+}
+
+/// Why a journal operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The database answered with an error.
+    #[error("journal database error")]
+    Database(#[from] rusqlite::Error),
+    /// The schema could not be brought up to date.
+    #[error("journal migration failed")]
+    Migration(#[from] rusqlite_migration::Error),
+    /// The journal file or its folder could not be used.
+    #[error("journal storage error")]
+    Io(#[from] std::io::Error),
+    /// `storage.url` names no supported backend.
+    #[error("unsupported storage url: {0}")]
+    UnsupportedUrl(String),
+    /// A group commit failed; every caller in the group gets this copy of the cause.
+    #[error("journal write failed: {0}")]
+    Write(String),
+    /// The journal was closed or its writer stopped.
+    #[error("the journal is closed")]
+    Closed,
+}
+
+/// The operations every backend provides.
+#[async_trait]
+pub trait Journal: Send + Sync + 'static {
+    /// Commits a delivery's items (deduplicated by `webhook-id` and content) and returns after the commit.
+    async fn append(&self, delivery: Delivery) -> Result<AppendOutcome, JournalError>;
+
+    /// Leases up to `limit` due notifications to `worker`, per DUNS in delivery order and never a
+    /// DUNS another lease holds; expired leases are taken back first.
+    async fn claim(
+        &self,
+        worker: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, JournalError>;
+
+    /// Records outcomes, attempts and actions of notifications `worker` holds.
+    async fn complete(
+        &self,
+        worker: &str,
+        completions: Vec<Completion>,
+    ) -> Result<(), JournalError>;
+
+    /// Counts per status and the age of the backlog.
+    async fn stats(&self) -> Result<JournalStats, JournalError>;
+
+    /// Proves a write can be committed now.
+    async fn check_writable(&self) -> Result<(), JournalError>;
+
+    /// Pending notifications as of the last commit (cheap; for backpressure).
+    fn pending_count(&self) -> u64;
+
+    /// Finishes queued writes and closes the backend.
+    async fn close(&self);
+}
+
+/// Opens the backend `storage.url` names.
+pub async fn connect(settings: &StorageSettings) -> Result<Arc<dyn Journal>, JournalError> {
+    match settings.url.strip_prefix("sqlite://") {
+        Some(path) if !path.is_empty() => Ok(Arc::new(
+            sqlite::SqliteJournal::open(path.as_ref(), settings).await?,
+        )),
+        _ => Err(JournalError::UnsupportedUrl(settings.url.clone())),
+    }
+}
+
+/// Current time in unix milliseconds.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}

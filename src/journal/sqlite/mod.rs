@@ -1,0 +1,250 @@
+//! SQLite backend: one writer thread, a small pool of read connections and a
+//! checkpoint thread.
+//!
+//! Every write (appends, claims, completions, probes) goes through the writer
+//! thread, which drains its queue and commits everything queued in one
+//! `BEGIN IMMEDIATE` transaction (group commit), so one fsync covers many
+//! requests and writers never contend for the lock. Callers are answered only
+//! after that COMMIT has returned. The WAL is checkpointed by its own thread,
+//! never inside a commit: passively every second, and with TRUNCATE once the
+//! WAL passes `storage.wal_max_bytes`, so it cannot grow without bound.
+
+mod checkpoint;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use rusqlite_migration::{M, Migrations};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    AppendOutcome, Claimed, Completion, Delivery, Journal, JournalError, JournalStats, Status,
+};
+use crate::config::{SqliteSynchronous, StorageSettings};
+use writer::Command;
+
+/// How long a connection waits for a lock before reporting busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read connections kept open between uses.
+const MAX_IDLE_READERS: usize = 4;
+/// Queued writer commands before callers wait (bounds memory under overload).
+const WRITER_QUEUE: usize = 8192;
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!(
+        "../../../migrations/sqlite/0001_journal.sql"
+    ))])
+}
+
+/// The SQLite journal.
+pub struct SqliteJournal {
+    commands: mpsc::Sender<Command>,
+    readers: Arc<ReadPool>,
+    pending: Arc<AtomicU64>,
+    threads: Mutex<Option<(std::thread::JoinHandle<()>, checkpoint::Checkpointer)>>,
+}
+
+impl SqliteJournal {
+    /// Opens (creating if needed) and migrates the journal at `path`, then starts its threads.
+    pub async fn open(path: &Path, settings: &StorageSettings) -> Result<Self, JournalError> {
+        let path = path.to_path_buf();
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path, &settings))
+            .await
+            .map_err(|_| JournalError::Closed)?
+    }
+
+    fn open_blocking(path: PathBuf, settings: &StorageSettings) -> Result<Self, JournalError> {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut connection = Connection::open(&path)?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        let synchronous = match settings.synchronous {
+            SqliteSynchronous::Full => "FULL",
+            SqliteSynchronous::Normal => "NORMAL",
+        };
+        connection.pragma_update(None, "synchronous", synchronous)?;
+        // Checkpoints belong to the checkpoint thread, never to a commit.
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        connection.pragma_update(None, "journal_size_limit", settings.wal_max_bytes as i64)?;
+        connection.pragma_update(None, "temp_store", "MEMORY")?;
+        connection.pragma_update(None, "cache_size", -32_000)?;
+        connection.set_prepared_statement_cache_capacity(64);
+        migrations().to_latest(&mut connection)?;
+
+        let pending = Arc::new(AtomicU64::new(writer::pending_count(&connection)?));
+        let (sender, receiver) = mpsc::channel(WRITER_QUEUE);
+        let writer_pending = pending.clone();
+        let writer = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer::Writer::new(connection, receiver, writer_pending).run())?;
+        let checkpointer = checkpoint::Checkpointer::start(&path, settings.wal_max_bytes)?;
+        Ok(Self {
+            commands: sender,
+            readers: Arc::new(ReadPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+            pending,
+            threads: Mutex::new(Some((writer, checkpointer))),
+        })
+    }
+
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, JournalError>>) -> Command,
+    ) -> Result<T, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| JournalError::Closed)?;
+        answer.await.map_err(|_| JournalError::Closed)?
+    }
+}
+
+#[async_trait]
+impl Journal for SqliteJournal {
+    async fn append(&self, delivery: Delivery) -> Result<AppendOutcome, JournalError> {
+        self.send(|reply| Command::Append { delivery, reply }).await
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, JournalError> {
+        let worker = worker.to_string();
+        let lease_ms = lease.as_millis() as i64;
+        self.send(|reply| Command::Claim {
+            worker,
+            limit,
+            lease_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        worker: &str,
+        completions: Vec<Completion>,
+    ) -> Result<(), JournalError> {
+        let worker = worker.to_string();
+        self.send(|reply| Command::Complete {
+            worker,
+            completions,
+            reply,
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<JournalStats, JournalError> {
+        self.readers
+            .run(|connection| {
+                let mut stats = JournalStats::default();
+                let mut statement =
+                    connection.prepare_cached("SELECT status, n FROM status_counts")?;
+                let mut rows = statement.query([])?;
+                while let Some(row) = rows.next()? {
+                    if let Some(status) = Status::parse(&row.get::<_, String>(0)?) {
+                        stats
+                            .counts
+                            .insert(status, row.get::<_, i64>(1)?.max(0) as u64);
+                    }
+                }
+                stats.oldest_pending_received_ms = connection.query_row(
+                    "SELECT min(received_at) FROM notifications WHERE status = 'pending'",
+                    [],
+                    |row| row.get(0),
+                )?;
+                Ok(stats)
+            })
+            .await
+    }
+
+    async fn check_writable(&self) -> Result<(), JournalError> {
+        self.send(|reply| Command::Probe { reply }).await
+    }
+
+    fn pending_count(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    async fn close(&self) {
+        let threads = self.threads.lock().expect("journal thread handles").take();
+        let Some((writer, checkpointer)) = threads else {
+            return;
+        };
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(Command::Close { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = writer.join();
+            checkpointer.stop();
+        })
+        .await;
+    }
+}
+
+/// Read-only connections, opened on demand and reused.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn acquire(&self) -> Result<Connection, JournalError> {
+        if let Some(connection) = self.idle.lock().expect("reader pool").pop() {
+            return Ok(connection);
+        }
+        let connection = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(connection)
+    }
+
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = pool.acquire()?;
+            let result = query(&connection)?;
+            let mut idle = pool.idle.lock().expect("reader pool");
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(connection);
+            }
+            Ok(result)
+        })
+        .await
+        .map_err(|_| JournalError::Closed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        migrations().validate().unwrap();
+    }
+}

@@ -1,0 +1,43 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use dnb_hubspot_bridge::cli::{Cli, Command};
+use dnb_hubspot_bridge::commands;
+use dnb_hubspot_bridge::config::{LogSettings, Settings};
+use dnb_hubspot_bridge::telemetry;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = Settings::load(&cli.config);
+    let log = loaded
+        .as_ref()
+        .map(|settings| settings.log.clone())
+        .unwrap_or_else(|_| LogSettings::default());
+    telemetry::tracing::init(log.format, &log.level);
+
+    if let Command::CheckConfig = cli.command {
+        return commands::check_config::run(loaded);
+    }
+    let settings = match loaded {
+        Ok(settings) => settings,
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("error: {error}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => commands::serve::run(settings)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Send(args) => commands::send::run(&settings, args).await,
+        Command::Healthcheck(args) => Ok(commands::healthcheck::run(&settings, args).await),
+        Command::CheckConfig => unreachable!("handled above"),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,364 @@
+//! The D&B-to-HubSpot mapper: a pure function from a notification and the
+//! configured action table to a [`Plan`]. The server's workers and `simulate`
+//! share it, so what an operator previews is what the service does.
+
+pub mod action;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use action::{Action, ActionKind, TaskPriority};
+
+use crate::config::HubSpotSettings;
+use crate::dnb::{Notification, NotificationType};
+
+/// The action table and the switches that shape a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRules {
+    table: BTreeMap<NotificationType, Vec<ActionKind>>,
+    critical: BTreeSet<NotificationType>,
+    create_missing_companies: bool,
+    duns_property: String,
+}
+
+impl ActionRules {
+    /// The contract's default actions for a type.
+    pub fn default_actions(notification_type: NotificationType) -> Vec<ActionKind> {
+        use ActionKind::*;
+        use NotificationType::*;
+        match notification_type {
+            Delete | Transfer => vec![CreateTask, CreateNote, UpdateProperty],
+            UnderReview | Exit | Removed => vec![CreateTask, CreateNote],
+            Update | Undelete => vec![CreateNote, UpdateProperty],
+            Seed | FullProduct => vec![UpdateCompany, CreateNote],
+            Reviewed => vec![CreateNote],
+        }
+    }
+
+    /// Builds the rules from validated settings; types the table leaves out keep their defaults.
+    pub fn from_settings(settings: &HubSpotSettings) -> Self {
+        let mut table: BTreeMap<NotificationType, Vec<ActionKind>> = NotificationType::ALL
+            .into_iter()
+            .map(|kind| (kind, Self::default_actions(kind)))
+            .collect();
+        for (name, actions) in &settings.actions {
+            if let Some(kind) = NotificationType::parse(name) {
+                table.insert(
+                    kind,
+                    actions
+                        .iter()
+                        .filter_map(|a| ActionKind::parse(a))
+                        .collect(),
+                );
+            }
+        }
+        Self {
+            table,
+            critical: settings
+                .critical_types
+                .iter()
+                .filter_map(|name| NotificationType::parse(name))
+                .collect(),
+            create_missing_companies: settings.create_missing_companies,
+            duns_property: settings.duns_property.clone(),
+        }
+    }
+
+    /// The actions configured for a type.
+    pub fn actions_for(&self, notification_type: NotificationType) -> &[ActionKind] {
+        self.table
+            .get(&notification_type)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Whether a type's tasks are HIGH priority.
+    pub fn is_critical(&self, notification_type: NotificationType) -> bool {
+        self.critical.contains(&notification_type)
+    }
+}
+
+/// What one notification asks HubSpot to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The actions, at most one of each kind.
+    pub actions: Vec<Action>,
+}
+
+/// Plans the HubSpot actions of one notification. Pure: no I/O, no clock.
+pub fn plan(notification: &Notification, rules: &ActionRules) -> Plan {
+    let kind = notification.notification_type;
+    let actions = rules
+        .actions_for(kind)
+        .iter()
+        .map(|action| match action {
+            ActionKind::CreateTask => Action::CreateTask {
+                subject: task_subject(notification),
+                body: task_body(notification),
+                priority: if rules.is_critical(kind) {
+                    TaskPriority::High
+                } else {
+                    TaskPriority::Medium
+                },
+            },
+            ActionKind::CreateNote => Action::CreateNote {
+                body: note_body(notification),
+            },
+            ActionKind::UpdateProperty => Action::UpdateProperty {
+                properties: BTreeMap::from([
+                    ("dnb_last_alert_type".to_string(), kind.as_str().to_string()),
+                    (
+                        "dnb_last_alert_at".to_string(),
+                        notification
+                            .delivered_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    ),
+                    (
+                        "dnb_critical_alert".to_string(),
+                        rules.is_critical(kind).to_string(),
+                    ),
+                ]),
+            },
+            ActionKind::UpdateCompany => Action::UpdateCompany {
+                properties: company_fields(notification, &rules.duns_property),
+                create_if_missing: rules.create_missing_companies
+                    && matches!(kind, NotificationType::Seed | NotificationType::FullProduct),
+            },
+        })
+        .collect();
+    Plan { actions }
+}
+
+/// A sentence a salesperson understands: what happened to the company.
+fn headline(kind: NotificationType) -> &'static str {
+    match kind {
+        NotificationType::Update => "D&B data changed",
+        NotificationType::Delete => "D&B deleted this company's record (possibly out of business)",
+        NotificationType::Transfer => "D&B transferred this company to another D-U-N-S number",
+        NotificationType::Seed => "D&B monitoring started",
+        NotificationType::FullProduct => "D&B sent the full company profile",
+        NotificationType::Undelete => "D&B restored this company's record",
+        NotificationType::Reviewed => "D&B finished reviewing this company's record",
+        NotificationType::UnderReview => "D&B is reviewing this company's record",
+        NotificationType::Exit => "This company left D&B monitoring (coverage lost, not closed)",
+        NotificationType::Removed => {
+            "This company was removed from D&B monitoring (coverage lost, not closed)"
+        }
+    }
+}
+
+fn task_subject(notification: &Notification) -> String {
+    format!(
+        "{} (DUNS {})",
+        headline(notification.notification_type),
+        notification.duns
+    )
+}
+
+fn task_body(notification: &Notification) -> String {
+    format!(
+        "<p>{}.</p><p>DUNS {}, reported {}.</p><p>Please review the account and update the CRM record.</p>",
+        escape_html(headline(notification.notification_type)),
+        notification.duns,
+        notification.delivered_at.format("%Y-%m-%d %H:%M UTC"),
+    )
+}
+
+fn note_body(notification: &Notification) -> String {
+    let mut body = format!(
+        "<p><strong>{}</strong> (D&amp;B {}, DUNS {}, {})</p>",
+        escape_html(headline(notification.notification_type)),
+        notification.notification_type,
+        notification.duns,
+        notification.delivered_at.format("%Y-%m-%d %H:%M UTC"),
+    );
+    if !notification.elements.is_empty() {
+        body.push_str("<ul>");
+        for change in &notification.elements {
+            body.push_str(&format!(
+                "<li>{}: {} → {}</li>",
+                escape_html(&change.element),
+                escape_html(&render_value(&change.previous)),
+                escape_html(&render_value(&change.current)),
+            ));
+        }
+        body.push_str("</ul>");
+    }
+    body
+}
+
+fn render_value(value: &Value) -> String {
+    match value {
+        Value::Null => "(none)".into(),
+        Value::String(text) => text.clone(),
+        Value::Array(items) if items.is_empty() => "(none)".into(),
+        other => other.to_string(),
+    }
+}
+
+/// D&B organization fields → HubSpot company properties (SEED and FULL_PRODUCT carry them).
+fn company_fields(notification: &Notification, duns_property: &str) -> BTreeMap<String, String> {
+    let organization = &notification.organization;
+    let text = |pointer: &str| {
+        organization.pointer(pointer).and_then(|value| match value {
+            Value::String(text) if !text.is_empty() => Some(text.clone()),
+            Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        })
+    };
+    let mut properties =
+        BTreeMap::from([(duns_property.to_string(), notification.duns.to_string())]);
+    let fields = [
+        ("name", "/primaryName"),
+        ("address", "/primaryAddress/streetAddress/line1"),
+        ("city", "/primaryAddress/addressLocality/name"),
+        ("state", "/primaryAddress/addressRegion/name"),
+        ("zip", "/primaryAddress/postalCode"),
+        ("country", "/primaryAddress/addressCountry/name"),
+        ("domain", "/websiteAddress/0/domainName"),
+        ("website", "/websiteAddress/0/url"),
+        ("numberofemployees", "/numberOfEmployees/0/value"),
+        ("annualrevenue", "/financials/0/yearlyRevenue/0/value"),
+    ];
+    for (property, pointer) in fields {
+        if let Some(value) = text(pointer) {
+            properties.insert(property.to_string(), value);
+        }
+    }
+    if let (Some(isd), Some(number)) = (
+        text("/telephone/0/isdCode"),
+        text("/telephone/0/telephoneNumber"),
+    ) {
+        properties.insert("phone".into(), format!("+{isd} {number}"));
+    }
+    properties
+}
+
+/// Escapes text for insertion into a HubSpot HTML body.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn notification(kind: &str, extra: Value) -> Notification {
+        let mut value = json!({"type": kind, "organization": {"duns": "021258997"},
+                               "deliveryTimeStamp": "2024-05-13T08:01:46.951Z"});
+        if let (Value::Object(target), Value::Object(source)) = (&mut value, extra) {
+            target.extend(source);
+        }
+        Notification::from_value(&value).unwrap()
+    }
+
+    fn kinds(plan: &Plan) -> Vec<ActionKind> {
+        plan.actions.iter().map(Action::kind).collect()
+    }
+
+    #[test]
+    fn default_table_matches_the_contract() {
+        let rules = ActionRules::from_settings(&HubSpotSettings::default());
+        use ActionKind::*;
+        assert_eq!(
+            kinds(&plan(&notification("DELETE", json!({})), &rules)),
+            [CreateTask, CreateNote, UpdateProperty]
+        );
+        assert_eq!(
+            kinds(&plan(&notification("EXIT", json!({})), &rules)),
+            [CreateTask, CreateNote]
+        );
+        assert_eq!(
+            kinds(&plan(&notification("UPDATE", json!({})), &rules)),
+            [CreateNote, UpdateProperty]
+        );
+        assert_eq!(
+            kinds(&plan(&notification("SEED", json!({})), &rules)),
+            [UpdateCompany, CreateNote]
+        );
+        assert_eq!(
+            kinds(&plan(&notification("REVIEWED", json!({})), &rules)),
+            [CreateNote]
+        );
+    }
+
+    #[test]
+    fn configured_table_overrides_one_type_and_keeps_the_others() {
+        let mut settings = HubSpotSettings::default();
+        settings
+            .actions
+            .insert("reviewed".into(), vec!["create_task".into()]);
+        let rules = ActionRules::from_settings(&settings);
+        assert_eq!(
+            kinds(&plan(&notification("REVIEWED", json!({})), &rules)),
+            [ActionKind::CreateTask]
+        );
+        assert_eq!(
+            rules.actions_for(NotificationType::Exit),
+            [ActionKind::CreateTask, ActionKind::CreateNote]
+        );
+    }
+
+    #[test]
+    fn critical_types_get_high_priority_tasks() {
+        let rules = ActionRules::from_settings(&HubSpotSettings::default());
+        let Action::CreateTask {
+            priority, subject, ..
+        } = &plan(&notification("DELETE", json!({})), &rules).actions[0]
+        else {
+            panic!()
+        };
+        assert_eq!(*priority, TaskPriority::High);
+        assert!(subject.contains("021258997"));
+        let Action::CreateTask { priority, .. } =
+            &plan(&notification("REMOVED", json!({})), &rules).actions[0]
+        else {
+            panic!()
+        };
+        assert_eq!(*priority, TaskPriority::Medium);
+    }
+
+    #[test]
+    fn note_bodies_escape_inserted_text() {
+        let rules = ActionRules::from_settings(&HubSpotSettings::default());
+        let elements = json!({"elements": [{"element": "organization.primaryName", "previous": "A&B <Ltd>", "current": "C"}]});
+        let Action::CreateNote { body } =
+            &plan(&notification("UPDATE", elements), &rules).actions[0]
+        else {
+            panic!()
+        };
+        assert!(body.contains("A&amp;B &lt;Ltd&gt; → C"), "{body}");
+    }
+
+    #[test]
+    fn seed_syncs_company_fields_and_may_create() {
+        let rules = ActionRules::from_settings(&HubSpotSettings::default());
+        let organization = json!({"organization": {"duns": "021258997", "primaryName": "Northwind",
+            "telephone": [{"telephoneNumber": "5555551000", "isdCode": "86"}]}});
+        let Action::UpdateCompany {
+            properties,
+            create_if_missing,
+        } = &plan(&notification("SEED", organization), &rules).actions[0]
+        else {
+            panic!()
+        };
+        assert!(create_if_missing);
+        assert_eq!(properties["name"], "Northwind");
+        assert_eq!(properties["phone"], "+86 5555551000");
+        assert_eq!(properties["duns_number"], "021258997");
+    }
+}

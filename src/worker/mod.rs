@@ -1,0 +1,142 @@
+//! The worker pool: claims from the journal, processes, records outcomes.
+//!
+//! A worker sleeps until the doorbell rings or the poll interval passes,
+//! claims up to `workers.batch_size` notifications (waiting up to
+//! `workers.batch_max_wait_ms` to fill the batch), processes them outside any
+//! transaction and records the outcomes in a second short one. On shutdown it
+//! finishes the batch in hand and claims nothing more; whatever is unclaimed
+//! stays pending, and a lease cut short by a crash expires and is taken back.
+
+pub mod doorbell;
+pub mod process;
+pub mod retry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+pub use doorbell::Doorbell;
+pub use process::Processor;
+pub use retry::RetryPolicy;
+
+use crate::config::WorkerSettings;
+use crate::journal::{Claimed, Journal};
+
+/// What every worker shares.
+#[derive(Clone)]
+pub struct WorkerDeps {
+    /// The journal to claim from.
+    pub journal: Arc<dyn Journal>,
+    /// Rung after each accepted delivery.
+    pub doorbell: Doorbell,
+    /// Turns claims into outcomes.
+    pub processor: Arc<Processor>,
+    /// This process's name in leases (`claimed_by`).
+    pub instance: String,
+}
+
+/// Starts the pool.
+pub struct WorkerPool;
+
+/// The running pool.
+pub struct PoolHandle {
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl WorkerPool {
+    /// Starts `settings.count` workers that stop when `shutdown` is cancelled.
+    pub fn start(
+        settings: &WorkerSettings,
+        deps: WorkerDeps,
+        shutdown: CancellationToken,
+    ) -> PoolHandle {
+        let workers = (0..settings.count)
+            .map(|number| {
+                let worker = Worker {
+                    name: format!("{}-{number}", deps.instance),
+                    deps: deps.clone(),
+                    settings: settings.clone(),
+                    shutdown: shutdown.clone(),
+                };
+                tokio::spawn(worker.run())
+            })
+            .collect();
+        PoolHandle { workers }
+    }
+}
+
+impl PoolHandle {
+    /// Waits until every worker has finished its batch in hand and stopped.
+    pub async fn wait_for_shutdown(self) {
+        for worker in self.workers {
+            if let Err(error) = worker.await {
+                tracing::error!(error = %error, "worker task ended abnormally");
+            }
+        }
+    }
+}
+
+struct Worker {
+    name: String,
+    deps: WorkerDeps,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+}
+
+impl Worker {
+    async fn run(self) {
+        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        while !self.shutdown.is_cancelled() {
+            let batch = self.claim_batch().await;
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = self.deps.doorbell.wait() => {}
+                    _ = sleep(poll) => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let completions = self.deps.processor.process(&batch).await;
+            if let Err(error) = self.deps.journal.complete(&self.name, completions).await {
+                // The leases expire and the notifications are taken back and processed again.
+                tracing::error!(worker = %self.name, error = %error, "could not record outcomes");
+                sleep(poll).await;
+            }
+        }
+        tracing::debug!(worker = %self.name, "worker stopped");
+    }
+
+    async fn claim(&self, limit: usize) -> Vec<Claimed> {
+        let lease = Duration::from_secs(self.settings.lease_secs);
+        match self.deps.journal.claim(&self.name, limit, lease).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::error!(worker = %self.name, error = %error, "could not claim notifications");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Claims what is due, then waits up to the batch wait for more to fill the batch.
+    async fn claim_batch(&self) -> Vec<Claimed> {
+        let size = self.settings.batch_size;
+        let mut batch = self.claim(size).await;
+        if batch.is_empty() || batch.len() >= size || self.settings.batch_max_wait_ms == 0 {
+            return batch;
+        }
+        let deadline = Instant::now() + Duration::from_millis(self.settings.batch_max_wait_ms);
+        while batch.len() < size {
+            tokio::select! {
+                _ = self.deps.doorbell.wait() => {}
+                _ = sleep_until(deadline) => break,
+                _ = self.shutdown.cancelled() => break,
+            }
+            let more = self.claim(size - batch.len()).await;
+            batch.extend(more);
+        }
+        batch
+    }
+}

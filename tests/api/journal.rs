@@ -1,0 +1,226 @@
+//! The journal contract, against the SQLite backend directly: leases, recovery,
+//! per-DUNS exclusivity, retries holding back a DUNS and dead releasing it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dnb_hubspot_bridge::config::StorageSettings;
+use dnb_hubspot_bridge::dnb::{BodyFormat, parse_body};
+use dnb_hubspot_bridge::journal::{self, Completion, Delivery, Journal, Outcome, now_ms};
+use serde_json::json;
+
+use crate::helpers::*;
+
+struct Fixture {
+    journal: Arc<dyn Journal>,
+    _dir: tempfile::TempDir,
+}
+
+async fn open() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = StorageSettings {
+        url: format!("sqlite://{}", dir.path().join("journal.db").display()),
+        ..StorageSettings::default()
+    };
+    Fixture {
+        journal: journal::connect(&settings).await.unwrap(),
+        _dir: dir,
+    }
+}
+
+async fn append(journal: &Arc<dyn Journal>, items: serde_json::Value) {
+    let body = serde_json::to_vec(&items).unwrap();
+    let delivery = Delivery {
+        webhook_id: new_webhook_id(),
+        received_at: chrono::Utc::now(),
+        items: parse_body(BodyFormat::Json, &body).unwrap(),
+    };
+    journal.append(delivery).await.unwrap();
+}
+
+fn done(id: i64) -> Completion {
+    Completion {
+        id,
+        started_at_ms: now_ms(),
+        outcome: Outcome::Done { dry_run: true },
+        actions: Vec::new(),
+    }
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_back_by_another_worker() {
+    let fixture = open().await;
+    append(
+        &fixture.journal,
+        json!([notification("EXIT", "123456789", "2024-05-13T08:00:00Z")]),
+    )
+    .await;
+
+    let first = fixture
+        .journal
+        .claim("worker-a", 10, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        fixture
+            .journal
+            .claim("worker-b", 10, LONG)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a live lease holds the row"
+    );
+
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = fixture.journal.claim("worker-b", 10, LONG).await.unwrap();
+    assert_eq!(
+        second.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [first[0].id]
+    );
+
+    // The first worker's late outcome does not overwrite the new owner's lease.
+    fixture
+        .journal
+        .complete("worker-a", vec![done(first[0].id)])
+        .await
+        .unwrap();
+    let stats = fixture.journal.stats().await.unwrap();
+    assert_eq!(stats.counts[&journal::Status::Processing], 1);
+    fixture
+        .journal
+        .complete("worker-b", vec![done(first[0].id)])
+        .await
+        .unwrap();
+    assert_eq!(
+        fixture.journal.stats().await.unwrap().counts[&journal::Status::Done],
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_duns_is_claimed_whole_in_delivery_order_and_never_by_two_workers() {
+    let fixture = open().await;
+    append(
+        &fixture.journal,
+        json!([
+            notification("UPDATE", "111111111", "2024-05-13T10:00:00Z"),
+            notification("DELETE", "111111111", "2024-05-13T08:00:00Z"),
+            notification("EXIT", "222222222", "2024-05-13T09:00:00Z"),
+            notification("UNDELETE", "111111111", "2024-05-13T09:00:00Z"),
+        ]),
+    )
+    .await;
+
+    let first = fixture.journal.claim("worker-a", 2, LONG).await.unwrap();
+    let kinds: Vec<_> = first
+        .iter()
+        .map(|c| (c.duns.clone(), c.notification_type.unwrap().as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("111111111".to_string(), "DELETE"),
+            ("111111111".to_string(), "UNDELETE")
+        ]
+    );
+
+    // The third notification of 111111111 stays behind worker-a's lease.
+    let second = fixture.journal.claim("worker-b", 10, LONG).await.unwrap();
+    assert_eq!(
+        second.iter().map(|c| c.duns.as_str()).collect::<Vec<_>>(),
+        ["222222222"]
+    );
+
+    fixture
+        .journal
+        .complete("worker-a", first.iter().map(|c| done(c.id)).collect())
+        .await
+        .unwrap();
+    let third = fixture.journal.claim("worker-b", 10, LONG).await.unwrap();
+    assert_eq!(third[0].notification_type.unwrap().as_str(), "UPDATE");
+}
+
+#[tokio::test]
+async fn dead_notifications_release_their_duns() {
+    let fixture = open().await;
+    append(
+        &fixture.journal,
+        json!([
+            notification("DELETE", "111111111", "2024-05-13T08:00:00Z"),
+            notification("UNDELETE", "111111111", "2024-05-13T09:00:00Z"),
+        ]),
+    )
+    .await;
+    let claimed = fixture.journal.claim("worker-a", 1, LONG).await.unwrap();
+    let dead = Outcome::Dead {
+        reason: "failed_too_long".into(),
+        error: "boom".into(),
+    };
+    fixture
+        .journal
+        .complete(
+            "worker-a",
+            vec![Completion {
+                id: claimed[0].id,
+                started_at_ms: now_ms(),
+                outcome: dead,
+                actions: Vec::new(),
+            }],
+        )
+        .await
+        .unwrap();
+    let next = fixture.journal.claim("worker-b", 10, LONG).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].notification_type.unwrap().as_str(), "UNDELETE");
+}
+
+#[tokio::test]
+async fn a_due_retry_is_claimed_before_the_later_notifications_of_its_duns() {
+    let fixture = open().await;
+    append(
+        &fixture.journal,
+        json!([
+            notification("DELETE", "111111111", "2024-05-13T08:00:00Z"),
+            notification("UNDELETE", "111111111", "2024-05-13T09:00:00Z"),
+        ]),
+    )
+    .await;
+    let claimed = fixture.journal.claim("worker-a", 1, LONG).await.unwrap();
+    let retry = Outcome::Retry {
+        error: "boom".into(),
+        next_attempt_at_ms: now_ms() + 100,
+        first_failed_at_ms: now_ms(),
+    };
+    fixture
+        .journal
+        .complete(
+            "worker-a",
+            vec![Completion {
+                id: claimed[0].id,
+                started_at_ms: now_ms(),
+                outcome: retry,
+                actions: Vec::new(),
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(
+        fixture
+            .journal
+            .claim("worker-b", 10, LONG)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let again = fixture.journal.claim("worker-b", 10, LONG).await.unwrap();
+    let kinds: Vec<_> = again
+        .iter()
+        .map(|c| c.notification_type.unwrap().as_str())
+        .collect();
+    assert_eq!(kinds, ["DELETE", "UNDELETE"]);
+    assert_eq!(again[0].attempts, 1);
+}

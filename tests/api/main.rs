@@ -1,0 +1,9 @@
+//! One integration binary: every module shares `helpers` and links once.
+
+mod crash;
+mod executors;
+mod helpers;
+mod journal;
+mod operations;
+mod processing;
+mod webhook;
