@@ -10,7 +10,7 @@ CREATE TABLE notifications (
     received_at     INTEGER NOT NULL,
     webhook_id      TEXT    NOT NULL,   -- the delivery it arrived in
     item_index      INTEGER NOT NULL,   -- its position in that delivery's body
-    content_hash    BLOB UNIQUE,        -- SHA-256 of the canonical JSON; NULL for rejected items
+    content_hash    BLOB,               -- SHA-256 of the canonical JSON; NULL for rejected items
     raw             TEXT    NOT NULL,   -- canonical JSON (the line as received for unparsable NDJSON)
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,            -- NULL: due now; set while waiting for a retry
@@ -22,6 +22,10 @@ CREATE TABLE notifications (
     updated_at      INTEGER NOT NULL
 );
 
+-- Content deduplication. The hash covers deliveryTimeStamp, so leading with the delivery time
+-- changes nothing about what is unique, but D&B delivers in time order: new keys land on the
+-- index's right edge instead of dirtying a random leaf page per insert.
+CREATE UNIQUE INDEX notifications_content ON notifications (delivered_at, content_hash);
 -- Claim candidates and backlog age, in receipt order.
 CREATE INDEX notifications_pending ON notifications (received_at) WHERE status = 'pending';
 -- A DUNS's lane, in delivery order.

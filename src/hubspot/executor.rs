@@ -60,15 +60,30 @@ pub trait Executor: Send + Sync + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DryRunExecutor;
 
-/// The journal record of a planned action.
+/// The journal record of a planned action. Its detail is a summary (subject,
+/// properties, body size): the full content is a pure function of the stored
+/// notification and the config, so it is not stored twice.
 pub fn planned_record(action: &Action) -> ActionRecord {
+    let detail = match action {
+        Action::CreateTask {
+            subject, priority, ..
+        } => serde_json::json!({"subject": subject, "priority": priority}),
+        Action::CreateNote { body } => serde_json::json!({"body_chars": body.chars().count()}),
+        Action::UpdateProperty { properties } => serde_json::json!({"properties": properties}),
+        Action::UpdateCompany {
+            properties,
+            create_if_missing,
+        } => {
+            serde_json::json!({"properties": properties, "create_if_missing": create_if_missing})
+        }
+    };
     ActionRecord {
         key: action.kind().as_str().to_string(),
         kind: action.kind().as_str().to_string(),
         state: ActionState::Planned,
         object_type: None,
         object_id: None,
-        detail: serde_json::to_string(action).expect("actions serialise"),
+        detail: detail.to_string(),
     }
 }
 

@@ -287,9 +287,6 @@ pub enum JournalError {
     /// `storage.url` names no supported backend.
     #[error("unsupported storage url: {0}")]
     UnsupportedUrl(String),
-    /// A group commit failed; every caller in the group gets this copy of the cause.
-    #[error("journal write failed: {0}")]
-    Write(String),
     /// The journal was closed or its writer stopped.
     #[error("the journal is closed")]
     Closed,

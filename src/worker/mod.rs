@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 
 pub use doorbell::Doorbell;
@@ -120,23 +120,20 @@ impl Worker {
         }
     }
 
-    /// Claims what is due, then waits up to the batch wait for more to fill the batch.
+    /// Claims what is due; a partial batch waits up to the batch wait for more and is topped up
+    /// once, so a burst of doorbell rings costs two claims, not one per ring.
     async fn claim_batch(&self) -> Vec<Claimed> {
         let size = self.settings.batch_size;
         let mut batch = self.claim(size).await;
         if batch.is_empty() || batch.len() >= size || self.settings.batch_max_wait_ms == 0 {
             return batch;
         }
-        let deadline = Instant::now() + Duration::from_millis(self.settings.batch_max_wait_ms);
-        while batch.len() < size {
-            tokio::select! {
-                _ = self.deps.doorbell.wait() => {}
-                _ = sleep_until(deadline) => break,
-                _ = self.shutdown.cancelled() => break,
-            }
-            let more = self.claim(size - batch.len()).await;
-            batch.extend(more);
+        tokio::select! {
+            _ = sleep(Duration::from_millis(self.settings.batch_max_wait_ms)) => {}
+            _ = self.shutdown.cancelled() => return batch,
         }
+        let more = self.claim(size - batch.len()).await;
+        batch.extend(more);
         batch
     }
 }

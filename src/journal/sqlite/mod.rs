@@ -35,6 +35,18 @@ const MAX_IDLE_READERS: usize = 4;
 /// Queued writer commands before callers wait (bounds memory under overload).
 const WRITER_QUEUE: usize = 8192;
 
+/// Settings every connection shares.
+fn configure(connection: &Connection) -> rusqlite::Result<()> {
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    // Without the planner stability guarantee, SQLite (built with STAT4) re-prepares a statement
+    // whenever a bound value could change its plan, which is every execution on the hot path.
+    connection.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![M::up(include_str!(
         "../../../migrations/sqlite/0001_journal.sql"
@@ -67,7 +79,7 @@ impl SqliteJournal {
             std::fs::create_dir_all(parent)?;
         }
         let mut connection = Connection::open(&path)?;
-        connection.busy_timeout(BUSY_TIMEOUT)?;
+        configure(&connection)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         let synchronous = match settings.synchronous {
             SqliteSynchronous::Full => "FULL",
@@ -216,7 +228,7 @@ impl ReadPool {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
-        connection.busy_timeout(BUSY_TIMEOUT)?;
+        configure(&connection)?;
         Ok(connection)
     }
 

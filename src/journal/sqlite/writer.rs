@@ -2,22 +2,23 @@
 //!
 //! The thread takes one command, drains whatever else is queued, runs them
 //! all in one `BEGIN IMMEDIATE` transaction and answers each caller only after
-//! COMMIT returned. Appends of the whole group share multi-row INSERTs;
-//! claims and completions each run in a savepoint so one failing statement
-//! cannot undo another caller's work.
+//! COMMIT returned. Appends of the whole group share multi-row INSERTs. When a
+//! group fails, its commands are committed one by one, so one failing command
+//! cannot fail the others (savepoints would isolate them too, but copy every
+//! touched page into a sub-journal on the hot path).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Statement, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dnb::{IncomingItem, RejectedItem, ValidItem};
 use crate::journal::{
-    AppendOutcome, Claimed, Completion, Delivery, ItemFate, JournalError, NotificationId, Outcome,
-    RejectedIndex, now_ms,
+    ActionRecord, AppendOutcome, Claimed, Completion, Delivery, ItemFate, JournalError,
+    NotificationId, Outcome, RejectedIndex, now_ms,
 };
 
 /// Most commands committed in one transaction.
@@ -26,8 +27,6 @@ const MAX_GROUP: usize = 512;
 const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
 
 type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
-/// Answers one caller once the group's commit result is known.
-type Answer = Box<dyn FnOnce(Result<(), &JournalError>)>;
 
 /// A request to the writer thread.
 pub(super) enum Command {
@@ -124,155 +123,140 @@ impl Writer {
         }
     }
 
+    /// Commits the whole group in one transaction. If it fails, each command
+    /// is committed on its own so one bad command cannot fail the others.
     fn execute(&mut self, group: Vec<Command>) {
-        let mut appends = Vec::new();
-        let mut others = Vec::new();
-        for command in group {
-            match command {
-                Command::Append { delivery, reply } => appends.push((delivery, reply)),
-                other => others.push(other),
+        let result = self.transact(|connection| run_commands(connection, &group));
+        match result {
+            Ok(outputs) => {
+                self.refresh_pending();
+                for (command, output) in group.into_iter().zip(outputs) {
+                    command.answer(Ok(output));
+                }
             }
-        }
-        let transaction = match self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-        {
-            Ok(transaction) => transaction,
+            Err(error) if group.len() == 1 => {
+                tracing::error!(error = ?error, "journal write failed");
+                if let Some(command) = group.into_iter().next() {
+                    command.answer(Err(error));
+                }
+            }
             Err(error) => {
-                tracing::error!(error = %error, "journal could not begin a write transaction");
-                let error = JournalError::from(error);
-                fail_all(appends, others, &error);
-                return;
-            }
-        };
-        let deliveries: Vec<&Delivery> = appends.iter().map(|(delivery, _)| delivery).collect();
-        let append_results = in_savepoint(&transaction, |tx| append_group(tx, &deliveries));
-        let mut answers: Vec<Answer> = Vec::new();
-        for command in others {
-            answers.push(run_other(&transaction, command));
-        }
-        let committed = transaction.commit().map_err(JournalError::from);
-        if let Err(error) = &committed {
-            tracing::error!(error = %error, "journal commit failed");
-        }
-        if let Ok(count) = pending_count(&self.connection) {
-            self.pending.store(count, Ordering::Relaxed);
-        }
-        match (append_results, &committed) {
-            (Ok(outcomes), Ok(())) => {
-                for ((_, reply), outcome) in appends.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                tracing::warn!(error = ?error, size = group.len(), "group commit failed; committing its commands one by one");
+                for command in group {
+                    let result = self
+                        .transact(|connection| {
+                            run_commands(connection, std::slice::from_ref(&command))
+                        })
+                        .map(|mut outputs| outputs.remove(0));
+                    if let Err(error) = &result {
+                        tracing::error!(error = ?error, "journal write failed");
+                    }
+                    command.answer(result);
                 }
-            }
-            (Err(error), _) => {
-                tracing::error!(error = %error, "journal append failed");
-                for (_, reply) in appends {
-                    let _ = reply.send(Err(shared(&error)));
-                }
-            }
-            (Ok(_), Err(error)) => {
-                for (_, reply) in appends {
-                    let _ = reply.send(Err(shared(error)));
-                }
+                self.refresh_pending();
             }
         }
-        for answer in answers {
-            answer(committed.as_ref().map(|_| ()));
+    }
+
+    fn transact<T>(
+        &mut self,
+        work: impl FnOnce(&Connection) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Dropping the transaction on an error rolls it back.
+        let value = work(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
+    fn refresh_pending(&self) {
+        match pending_count(&self.connection) {
+            Ok(count) => self.pending.store(count, Ordering::Relaxed),
+            Err(error) => tracing::warn!(error = %error, "could not read the pending count"),
         }
     }
 }
 
-/// A copy of an error for every caller of a failed group (database errors are not `Clone`).
-fn shared(error: &JournalError) -> JournalError {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    JournalError::Write(message)
+/// What a command produced, before the commit is known.
+enum Output {
+    Appended(AppendOutcome),
+    Claimed(Vec<Claimed>),
+    Written,
 }
 
-fn fail_all(
-    appends: Vec<(Delivery, Reply<AppendOutcome>)>,
-    others: Vec<Command>,
-    error: &JournalError,
-) {
-    for (_, reply) in appends {
-        let _ = reply.send(Err(shared(error)));
-    }
-    for command in others {
-        match command {
-            Command::Claim { reply, .. } => drop(reply.send(Err(shared(error)))),
+impl Command {
+    /// Sends the caller its result.
+    fn answer(self, result: Result<Output, JournalError>) {
+        match self {
+            Command::Append { reply, .. } => {
+                let _ = reply.send(result.map(|output| match output {
+                    Output::Appended(outcome) => outcome,
+                    _ => unreachable!("an append produces an append outcome"),
+                }));
+            }
+            Command::Claim { reply, .. } => {
+                let _ = reply.send(result.map(|output| match output {
+                    Output::Claimed(claimed) => claimed,
+                    _ => unreachable!("a claim produces claims"),
+                }));
+            }
             Command::Complete { reply, .. } | Command::Probe { reply } => {
-                drop(reply.send(Err(shared(error))))
+                let _ = reply.send(result.map(|_| ()));
             }
-            Command::Append { reply, .. } => drop(reply.send(Err(shared(error)))),
             Command::Close { reply } => drop(reply.send(())),
         }
     }
 }
 
-fn in_savepoint<T>(
-    transaction: &Transaction<'_>,
-    work: impl FnOnce(&Connection) -> Result<T, JournalError>,
-) -> Result<T, JournalError> {
-    transaction.execute_batch("SAVEPOINT command")?;
-    match work(transaction) {
-        Ok(value) => {
-            transaction.execute_batch("RELEASE command")?;
-            Ok(value)
-        }
-        Err(error) => {
-            transaction.execute_batch("ROLLBACK TO command; RELEASE command")?;
-            Err(error)
-        }
-    }
-}
-
-/// Runs a non-append command in its own savepoint and returns how to answer it once the commit is known.
-fn run_other(transaction: &Transaction<'_>, command: Command) -> Answer {
-    fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, JournalError>) -> Answer {
-        Box::new(move |committed| {
-            let _ = reply.send(match (result, committed) {
-                (Ok(value), Ok(())) => Ok(value),
-                (Err(error), _) => Err(error),
-                (Ok(_), Err(error)) => Err(shared(error)),
-            });
+/// Runs a group's commands inside one open transaction: all appends together
+/// (shared multi-row inserts), then the others in order.
+fn run_commands(
+    connection: &Connection,
+    commands: &[Command],
+) -> Result<Vec<Output>, JournalError> {
+    let deliveries: Vec<&Delivery> = commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::Append { delivery, .. } => Some(delivery),
+            _ => None,
         })
+        .collect();
+    let mut appended = append_group(connection, &deliveries)?.into_iter();
+    let mut outputs = Vec::with_capacity(commands.len());
+    for command in commands {
+        outputs.push(match command {
+            Command::Append { .. } => {
+                Output::Appended(appended.next().expect("one outcome per append"))
+            }
+            Command::Claim {
+                worker,
+                limit,
+                lease_ms,
+                ..
+            } => Output::Claimed(claim(connection, worker, *limit, *lease_ms)?),
+            Command::Complete {
+                worker,
+                completions,
+                ..
+            } => {
+                complete(connection, worker, completions)?;
+                Output::Written
+            }
+            Command::Probe { .. } => {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO meta (key, value) VALUES ('last_write_probe', ?1)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    )?
+                    .execute([now_ms().to_string()])?;
+                Output::Written
+            }
+            Command::Close { .. } => unreachable!("Close is split off before execution"),
+        });
     }
-    match command {
-        Command::Claim {
-            worker,
-            limit,
-            lease_ms,
-            reply,
-        } => answer(
-            reply,
-            in_savepoint(transaction, |tx| claim(tx, &worker, limit, lease_ms)),
-        ),
-        Command::Complete {
-            worker,
-            completions,
-            reply,
-        } => answer(
-            reply,
-            in_savepoint(transaction, |tx| complete(tx, &worker, completions)),
-        ),
-        Command::Probe { reply } => answer(
-            reply,
-            in_savepoint(transaction, |tx| {
-                tx.prepare_cached(
-                    "INSERT INTO meta (key, value) VALUES ('last_write_probe', ?1)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                )?
-                .execute([now_ms().to_string()])?;
-                Ok(())
-            }),
-        ),
-        Command::Append { .. } | Command::Close { .. } => unreachable!("handled by the caller"),
-    }
+    Ok(outputs)
 }
 
 enum Fate {
@@ -350,16 +334,18 @@ fn append_group(
         });
     }
     let mut taken: HashSet<[u8; 32]> = HashSet::new();
-    let mut existing =
-        connection.prepare_cached("SELECT id FROM notifications WHERE content_hash = ?1")?;
+    let mut existing = connection.prepare_cached(
+        "SELECT id FROM notifications WHERE delivered_at = ?1 AND content_hash = ?2",
+    )?;
     for (position, index, item) in &valid {
         let outcome = outcomes[*position].as_mut().expect("fresh delivery");
         outcome.items[*index] = match inserted.get(&item.content_hash) {
             Some(id) if taken.insert(item.content_hash) => ItemFate::Accepted(*id),
             Some(id) => ItemFate::Duplicate(*id),
-            None => {
-                ItemFate::Duplicate(existing.query_row([&item.content_hash[..]], |row| row.get(0))?)
-            }
+            None => ItemFate::Duplicate(existing.query_row(
+                rusqlite::params![item.delivered_at_ms, &item.content_hash[..]],
+                |row| row.get(0),
+            )?),
         };
     }
     for (position, index, item) in &rejected {
@@ -430,10 +416,28 @@ fn chunks(mut total: usize) -> impl Iterator<Item = usize> {
     })
 }
 
-/// `(<literal>,?,?,…),…` for `rows` rows of `columns` parameters.
-fn values_clause(literal: &str, rows: usize, columns: usize) -> String {
-    let row = format!("({literal},{})", vec!["?"; columns].join(","));
-    vec![row; rows].join(",")
+/// Runs a multi-row statement over `rows` in prepared chunks: `sql` gets the
+/// `(?,…),(?,…)` list for a chunk, `bind` binds one row's `columns` parameters
+/// from a 1-based offset, and `run` executes the bound chunk.
+fn chunked<T>(
+    connection: &Connection,
+    rows: &[T],
+    columns: usize,
+    sql: impl Fn(&str) -> String,
+    mut bind: impl FnMut(&mut Statement<'_>, usize, &T) -> rusqlite::Result<()>,
+    mut run: impl FnMut(&mut Statement<'_>) -> Result<(), JournalError>,
+) -> Result<(), JournalError> {
+    let row = format!("({})", vec!["?"; columns].join(","));
+    let mut offset = 0;
+    for size in chunks(rows.len()) {
+        let mut statement = connection.prepare_cached(&sql(&vec![row.as_str(); size].join(",")))?;
+        for (index, item) in rows[offset..offset + size].iter().enumerate() {
+            bind(&mut statement, index * columns + 1, item)?;
+        }
+        run(&mut statement)?;
+        offset += size;
+    }
+    Ok(())
 }
 
 /// Inserts valid items, skipping content already journaled; returns the new ids by content hash.
@@ -442,39 +446,41 @@ fn insert_valid(
     deliveries: &[&Delivery],
     rows: &[(usize, usize, &ValidItem)],
 ) -> Result<HashMap<[u8; 32], NotificationId>, JournalError> {
-    const COLUMNS: usize = 9;
     let mut inserted = HashMap::with_capacity(rows.len());
-    let mut offset = 0;
-    for size in chunks(rows.len()) {
-        let sql = format!(
-            "INSERT INTO notifications (status, type, duns, delivered_at, received_at, webhook_id, item_index, content_hash, raw, updated_at)
-             VALUES {} ON CONFLICT DO NOTHING RETURNING id, content_hash",
-            values_clause("'pending'", size, COLUMNS)
-        );
-        let mut statement = connection.prepare_cached(&sql)?;
-        for (row, (position, index, item)) in rows[offset..offset + size].iter().enumerate() {
+    chunked(
+        connection,
+        rows,
+        9,
+        |values| {
+            format!(
+                "INSERT INTO notifications (status, type, duns, delivered_at, received_at, webhook_id, item_index, content_hash, raw, updated_at)
+                 SELECT 'pending', column1, column2, column3, column4, column5, column6, column7, column8, column4
+                 FROM (VALUES {values}) WHERE true
+                 ON CONFLICT DO NOTHING RETURNING id, content_hash"
+            )
+        },
+        |statement, base, (position, index, item)| {
             let delivery = deliveries[*position];
-            let base = row * COLUMNS;
-            statement.raw_bind_parameter(base + 1, item.notification_type.as_str())?;
-            statement.raw_bind_parameter(base + 2, item.duns.as_str())?;
-            statement.raw_bind_parameter(base + 3, item.delivered_at_ms)?;
-            statement.raw_bind_parameter(base + 4, delivery.received_at.timestamp_millis())?;
-            statement.raw_bind_parameter(base + 5, delivery.webhook_id.as_str())?;
-            statement.raw_bind_parameter(base + 6, *index as i64)?;
-            statement.raw_bind_parameter(base + 7, &item.content_hash[..])?;
-            statement.raw_bind_parameter(base + 8, item.canonical.as_str())?;
-            statement.raw_bind_parameter(base + 9, delivery.received_at.timestamp_millis())?;
-        }
-        let mut returned = statement.raw_query();
-        while let Some(row) = returned.next()? {
-            let id: NotificationId = row.get(0)?;
-            let hash: Vec<u8> = row.get(1)?;
-            if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
-                inserted.insert(hash, id);
+            statement.raw_bind_parameter(base, item.notification_type.as_str())?;
+            statement.raw_bind_parameter(base + 1, item.duns.as_str())?;
+            statement.raw_bind_parameter(base + 2, item.delivered_at_ms)?;
+            statement.raw_bind_parameter(base + 3, delivery.received_at.timestamp_millis())?;
+            statement.raw_bind_parameter(base + 4, delivery.webhook_id.as_str())?;
+            statement.raw_bind_parameter(base + 5, *index as i64)?;
+            statement.raw_bind_parameter(base + 6, &item.content_hash[..])?;
+            statement.raw_bind_parameter(base + 7, item.canonical.as_str())
+        },
+        |statement| {
+            let mut returned = statement.raw_query();
+            while let Some(row) = returned.next()? {
+                let hash: Vec<u8> = row.get(1)?;
+                if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
+                    inserted.insert(hash, row.get(0)?);
+                }
             }
-        }
-        offset += size;
-    }
+            Ok(())
+        },
+    )?;
     Ok(inserted)
 }
 
@@ -483,33 +489,34 @@ fn insert_rejected(
     deliveries: &[&Delivery],
     rows: &[(usize, usize, &RejectedItem)],
 ) -> Result<(), JournalError> {
-    const COLUMNS: usize = 9;
-    let mut offset = 0;
-    for size in chunks(rows.len()) {
-        let sql = format!(
-            "INSERT INTO notifications (status, reason, last_error, type, duns, received_at, webhook_id, item_index, raw, updated_at)
-             VALUES {}",
-            values_clause("'rejected'", size, COLUMNS)
-        );
-        let mut statement = connection.prepare_cached(&sql)?;
-        for (row, (position, index, item)) in rows[offset..offset + size].iter().enumerate() {
+    chunked(
+        connection,
+        rows,
+        8,
+        |values| {
+            format!(
+                "INSERT INTO notifications (status, reason, last_error, type, duns, received_at, webhook_id, item_index, raw, updated_at)
+                 SELECT 'rejected', column1, column2, column3, column4, column5, column6, column7, column8, column5
+                 FROM (VALUES {values})"
+            )
+        },
+        |statement, base, (position, index, item)| {
             let delivery = deliveries[*position];
-            let base = row * COLUMNS;
-            statement.raw_bind_parameter(base + 1, item.rejection.reason.as_str())?;
-            statement.raw_bind_parameter(base + 2, item.rejection.detail.as_str())?;
+            statement.raw_bind_parameter(base, item.rejection.reason.as_str())?;
+            statement.raw_bind_parameter(base + 1, item.rejection.detail.as_str())?;
             statement
-                .raw_bind_parameter(base + 3, item.notification_type.map(|kind| kind.as_str()))?;
-            statement.raw_bind_parameter(base + 4, item.duns.as_ref().map(|duns| duns.as_str()))?;
-            statement.raw_bind_parameter(base + 5, delivery.received_at.timestamp_millis())?;
-            statement.raw_bind_parameter(base + 6, delivery.webhook_id.as_str())?;
-            statement.raw_bind_parameter(base + 7, *index as i64)?;
-            statement.raw_bind_parameter(base + 8, item.raw.as_str())?;
-            statement.raw_bind_parameter(base + 9, delivery.received_at.timestamp_millis())?;
-        }
-        statement.raw_execute()?;
-        offset += size;
-    }
-    Ok(())
+                .raw_bind_parameter(base + 2, item.notification_type.map(|kind| kind.as_str()))?;
+            statement.raw_bind_parameter(base + 3, item.duns.as_ref().map(|duns| duns.as_str()))?;
+            statement.raw_bind_parameter(base + 4, delivery.received_at.timestamp_millis())?;
+            statement.raw_bind_parameter(base + 5, delivery.webhook_id.as_str())?;
+            statement.raw_bind_parameter(base + 6, *index as i64)?;
+            statement.raw_bind_parameter(base + 7, item.raw.as_str())
+        },
+        |statement| {
+            statement.raw_execute()?;
+            Ok(())
+        },
+    )
 }
 
 /// Leases due notifications, a DUNS at a time in delivery order.
@@ -552,163 +559,242 @@ fn claim(
         "SELECT id FROM notifications WHERE duns = ?1 AND status = 'pending'
          ORDER BY delivered_at, received_at, id LIMIT ?2",
     )?;
-    let mut take = connection.prepare_cached(
-        "UPDATE notifications SET status = 'processing', claimed_by = ?2, lease_until = ?3, updated_at = ?4
-         WHERE id = ?1
-         RETURNING id, raw, duns, type, received_at, attempts, first_failed_at",
-    )?;
-    let mut claimed = Vec::new();
+    let mut ids: Vec<NotificationId> = Vec::with_capacity(limit);
     for duns in dunses {
-        if claimed.len() >= limit {
+        if ids.len() >= limit {
             break;
         }
-        let remaining = (limit - claimed.len()) as i64;
-        let ids: Vec<NotificationId> = lane
-            .query_map(rusqlite::params![duns, remaining], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
-        for id in ids {
-            claimed.push(take.query_row(
-                rusqlite::params![id, worker, now + lease_ms, now],
-                |row| {
-                    Ok(Claimed {
-                        id: row.get(0)?,
-                        raw: row.get(1)?,
-                        duns: row.get(2)?,
-                        notification_type: row
-                            .get::<_, Option<String>>(3)?
-                            .as_deref()
-                            .and_then(crate::dnb::NotificationType::parse),
-                        received_at_ms: row.get(4)?,
-                        attempts: row.get::<_, i64>(5)? as u32,
-                        first_failed_at_ms: row.get(6)?,
-                    })
-                },
-            )?);
+        let remaining = (limit - ids.len()) as i64;
+        for id in lane.query_map(rusqlite::params![duns, remaining], |row| row.get(0))? {
+            ids.push(id?);
         }
     }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    // One statement leases the whole batch; RETURNING order is unspecified, so restore lane order.
+    let position: HashMap<NotificationId, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(index, id)| (*id, index))
+        .collect();
+    let mut take = connection.prepare_cached(
+        "UPDATE notifications SET status = 'processing', claimed_by = ?2, lease_until = ?3, updated_at = ?4
+         WHERE id IN (SELECT value FROM json_each(?1))
+         RETURNING id, raw, duns, type, received_at, attempts, first_failed_at",
+    )?;
+    let id_list = serde_json::to_string(&ids).expect("ids serialise");
+    let mut claimed = take
+        .query_map(
+            rusqlite::params![id_list, worker, now + lease_ms, now],
+            |row| {
+                Ok(Claimed {
+                    id: row.get(0)?,
+                    raw: row.get(1)?,
+                    duns: row.get(2)?,
+                    notification_type: row
+                        .get::<_, Option<String>>(3)?
+                        .as_deref()
+                        .and_then(crate::dnb::NotificationType::parse),
+                    received_at_ms: row.get(4)?,
+                    attempts: row.get::<_, i64>(5)? as u32,
+                    first_failed_at_ms: row.get(6)?,
+                })
+            },
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by_key(|claimed| position[&claimed.id]);
     Ok(claimed)
 }
 
-/// Records outcomes; a notification whose lease was lost keeps its new owner's state.
+/// The notification columns an outcome sets.
+struct StatusChange<'a> {
+    status: &'static str,
+    reason: Option<&'a str>,
+    spent: i64,
+    next_attempt_at: Option<i64>,
+    first_failed_at: Option<i64>,
+    error: Option<&'a str>,
+    dry_run: Option<bool>,
+}
+
+impl<'a> StatusChange<'a> {
+    fn of(outcome: &'a Outcome) -> Self {
+        let change = |status, spent| StatusChange {
+            status,
+            reason: None,
+            spent,
+            next_attempt_at: None,
+            first_failed_at: None,
+            error: None,
+            dry_run: None,
+        };
+        match outcome {
+            Outcome::Done { dry_run } => StatusChange {
+                dry_run: Some(*dry_run),
+                ..change("done", 1)
+            },
+            Outcome::Skipped { reason } => StatusChange {
+                reason: Some(reason),
+                dry_run: Some(false),
+                ..change("skipped", 1)
+            },
+            Outcome::Retry {
+                error,
+                next_attempt_at_ms,
+                first_failed_at_ms,
+            } => StatusChange {
+                next_attempt_at: Some(*next_attempt_at_ms),
+                first_failed_at: Some(*first_failed_at_ms),
+                error: Some(error),
+                ..change("pending", 1)
+            },
+            Outcome::Dead { reason, error } => StatusChange {
+                reason: Some(reason),
+                error: Some(error),
+                ..change("dead", 1)
+            },
+            // Deferred work spends no attempt.
+            Outcome::Deferred {
+                reason,
+                next_attempt_at_ms,
+            } => StatusChange {
+                next_attempt_at: Some(*next_attempt_at_ms),
+                error: Some(reason),
+                ..change("pending", 0)
+            },
+        }
+    }
+}
+
+/// Records outcomes, attempts and actions with multi-row statements. A
+/// notification whose lease was lost keeps its new owner's state, but its
+/// attempt and actions are still recorded: they happened.
 fn complete(
     connection: &Connection,
     worker: &str,
-    completions: Vec<Completion>,
+    completions: &[Completion],
 ) -> Result<(), JournalError> {
     let now = now_ms();
-    let mut update = connection.prepare_cached(
-        "UPDATE notifications
-         SET status = ?2, reason = ?3, attempts = attempts + ?4, next_attempt_at = ?5,
-             first_failed_at = ?6, last_error = ?7, dry_run = coalesce(?8, dry_run),
-             claimed_by = NULL, lease_until = NULL, updated_at = ?9
-         WHERE id = ?1 AND status = 'processing' AND claimed_by = ?10",
+    let mut updated = HashSet::with_capacity(completions.len());
+    chunked(
+        connection,
+        completions,
+        10,
+        |values| {
+            format!(
+                "UPDATE notifications
+                 SET status = change.column2, reason = change.column3, attempts = attempts + change.column4,
+                     next_attempt_at = change.column5, first_failed_at = change.column6,
+                     last_error = change.column7, dry_run = coalesce(change.column8, dry_run),
+                     claimed_by = NULL, lease_until = NULL, updated_at = change.column9
+                 FROM (VALUES {values}) AS change
+                 WHERE notifications.id = change.column1 AND notifications.status = 'processing'
+                   AND notifications.claimed_by = change.column10
+                 RETURNING notifications.id"
+            )
+        },
+        |statement, base, completion| {
+            let change = StatusChange::of(&completion.outcome);
+            statement.raw_bind_parameter(base, completion.id)?;
+            statement.raw_bind_parameter(base + 1, change.status)?;
+            statement.raw_bind_parameter(base + 2, change.reason)?;
+            statement.raw_bind_parameter(base + 3, change.spent)?;
+            statement.raw_bind_parameter(base + 4, change.next_attempt_at)?;
+            statement.raw_bind_parameter(base + 5, change.first_failed_at)?;
+            statement.raw_bind_parameter(base + 6, change.error)?;
+            statement.raw_bind_parameter(base + 7, change.dry_run)?;
+            statement.raw_bind_parameter(base + 8, now)?;
+            statement.raw_bind_parameter(base + 9, worker)
+        },
+        |statement| {
+            let mut returned = statement.raw_query();
+            while let Some(row) = returned.next()? {
+                updated.insert(row.get::<_, NotificationId>(0)?);
+            }
+            Ok(())
+        },
     )?;
-    let mut attempt = connection.prepare_cached(
-        "INSERT INTO attempts (notification_id, started_at, finished_at, worker, outcome, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    let mut action = connection.prepare_cached(
-        "INSERT INTO actions (notification_id, action_key, kind, state, object_type, object_id, detail, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-         ON CONFLICT (notification_id, action_key) DO UPDATE
-         SET kind = excluded.kind, state = excluded.state, object_type = excluded.object_type,
-             object_id = excluded.object_id, detail = excluded.detail, updated_at = excluded.updated_at
-         WHERE actions.state <> 'done'",
-    )?;
-    for completion in completions {
-        let (status, reason, spent, next_attempt_at, first_failed_at, error, dry_run) =
-            match &completion.outcome {
-                Outcome::Done { dry_run } => ("done", None, 1, None, None, None, Some(*dry_run)),
-                Outcome::Skipped { reason } => (
-                    "skipped",
-                    Some(reason.as_str()),
-                    1,
-                    None,
-                    None,
-                    None,
-                    Some(false),
-                ),
-                Outcome::Retry {
-                    error,
-                    next_attempt_at_ms,
-                    first_failed_at_ms,
-                } => (
-                    "pending",
-                    None,
-                    1,
-                    Some(*next_attempt_at_ms),
-                    Some(*first_failed_at_ms),
-                    Some(error.as_str()),
-                    None,
-                ),
-                Outcome::Dead { reason, error } => (
-                    "dead",
-                    Some(reason.as_str()),
-                    1,
-                    None,
-                    None,
-                    Some(error.as_str()),
-                    None,
-                ),
-                Outcome::Deferred {
-                    reason,
-                    next_attempt_at_ms,
-                } => (
-                    "pending",
-                    None,
-                    0,
-                    Some(*next_attempt_at_ms),
-                    None,
-                    Some(reason.as_str()),
-                    None,
-                ),
-            };
-        let updated = update.execute(rusqlite::params![
-            completion.id,
-            status,
-            reason,
-            spent,
-            next_attempt_at,
-            first_failed_at,
-            error,
-            dry_run,
-            now,
-            worker
-        ])?;
-        if updated == 0 {
-            tracing::warn!(
-                notification.id = completion.id,
-                worker,
-                "lease lost before the outcome was recorded"
-            );
-        }
-        let attempt_error = match &completion.outcome {
-            Outcome::Retry { error, .. } | Outcome::Dead { error, .. } => Some(error.as_str()),
-            Outcome::Deferred { reason, .. } | Outcome::Skipped { reason } => Some(reason.as_str()),
-            Outcome::Done { .. } => None,
-        };
-        attempt.execute(rusqlite::params![
-            completion.id,
-            completion.started_at_ms,
-            now,
+    for completion in completions
+        .iter()
+        .filter(|completion| !updated.contains(&completion.id))
+    {
+        tracing::warn!(
+            notification.id = completion.id,
             worker,
-            completion.outcome.as_str(),
-            attempt_error
-        ])?;
-        for record in &completion.actions {
-            action.execute(rusqlite::params![
-                completion.id,
-                record.key,
-                record.kind,
-                record.state.as_str(),
-                record.object_type,
-                record.object_id,
-                record.detail,
-                now
-            ])?;
-        }
+            "lease lost before the outcome was recorded"
+        );
     }
-    Ok(())
+
+    chunked(
+        connection,
+        completions,
+        6,
+        |values| {
+            format!(
+                "INSERT INTO attempts (notification_id, started_at, finished_at, worker, outcome, error) VALUES {values}"
+            )
+        },
+        |statement, base, completion| {
+            let error = match &completion.outcome {
+                Outcome::Retry { error, .. } | Outcome::Dead { error, .. } => Some(error.as_str()),
+                Outcome::Deferred { reason, .. } | Outcome::Skipped { reason } => {
+                    Some(reason.as_str())
+                }
+                Outcome::Done { .. } => None,
+            };
+            statement.raw_bind_parameter(base, completion.id)?;
+            statement.raw_bind_parameter(base + 1, completion.started_at_ms)?;
+            statement.raw_bind_parameter(base + 2, now)?;
+            statement.raw_bind_parameter(base + 3, worker)?;
+            statement.raw_bind_parameter(base + 4, completion.outcome.as_str())?;
+            statement.raw_bind_parameter(base + 5, error)
+        },
+        |statement| {
+            statement.raw_execute()?;
+            Ok(())
+        },
+    )?;
+
+    let actions: Vec<(NotificationId, &ActionRecord)> = completions
+        .iter()
+        .flat_map(|completion| {
+            completion
+                .actions
+                .iter()
+                .map(move |action| (completion.id, action))
+        })
+        .collect();
+    chunked(
+        connection,
+        &actions,
+        8,
+        |values| {
+            format!(
+                "INSERT INTO actions (notification_id, action_key, kind, state, object_type, object_id, detail, created_at, updated_at)
+                 SELECT column1, column2, column3, column4, column5, column6, column7, column8, column8 FROM (VALUES {values}) WHERE true
+                 ON CONFLICT (notification_id, action_key) DO UPDATE
+                 SET kind = excluded.kind, state = excluded.state, object_type = excluded.object_type,
+                     object_id = excluded.object_id, detail = excluded.detail, updated_at = excluded.updated_at
+                 WHERE actions.state <> 'done'"
+            )
+        },
+        |statement, base, (id, record)| {
+            statement.raw_bind_parameter(base, *id)?;
+            statement.raw_bind_parameter(base + 1, record.key.as_str())?;
+            statement.raw_bind_parameter(base + 2, record.kind.as_str())?;
+            statement.raw_bind_parameter(base + 3, record.state.as_str())?;
+            statement.raw_bind_parameter(base + 4, record.object_type.as_deref())?;
+            statement.raw_bind_parameter(base + 5, record.object_id.as_deref())?;
+            statement.raw_bind_parameter(base + 6, record.detail.as_str())?;
+            statement.raw_bind_parameter(base + 7, now)
+        },
+        |statement| {
+            statement.raw_execute()?;
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]
