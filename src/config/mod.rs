@@ -234,6 +234,41 @@ pub struct HubSpotSettings {
     pub actions: BTreeMap<String, Vec<String>>,
     /// Types whose tasks are HIGH priority.
     pub critical_types: Vec<String>,
+    /// Per-request timeout, in seconds; default 30.
+    pub timeout_secs: u64,
+    /// Client-side request rates, kept under HubSpot's limits so that 429s do not happen.
+    pub rate_limit: RateLimitSettings,
+}
+
+/// `hubspot.rate_limit.*`. HubSpot counts requests in a rolling window, which is
+/// stricter than a token bucket: keep `burst + rate × window` at or under about
+/// 90 % of the window's limit (defaults: 10 + 8/s × 10 s = 90 of the lower
+/// tier's 100 per 10 s; search 1 + 4/s of its 5 per second).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Sustained requests per second for all non-search calls; default 8.
+    pub requests_per_second: u32,
+    /// Requests that may go at once after a quiet spell; default 10.
+    pub burst: u32,
+    /// Sustained search requests per second; default 4.
+    pub search_per_second: u32,
+    /// Search burst; default 1.
+    pub search_burst: u32,
+    /// When `X-HubSpot-RateLimit-Remaining` falls to this, wait for the window to pass; default 5.
+    pub remaining_floor: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 8,
+            burst: 10,
+            search_per_second: 4,
+            search_burst: 1,
+            remaining_floor: 5,
+        }
+    }
 }
 
 impl Default for HubSpotSettings {
@@ -250,6 +285,8 @@ impl Default for HubSpotSettings {
             critical_types: ["DELETE", "TRANSFER", "UNDER_REVIEW", "EXIT"]
                 .map(String::from)
                 .to_vec(),
+            timeout_secs: 30,
+            rate_limit: RateLimitSettings::default(),
         }
     }
 }

@@ -131,6 +131,26 @@ pub fn validate(settings: &Settings) -> Vec<ConfigError> {
     if hubspot.duns_property.trim().is_empty() {
         problem("hubspot.duns_property", "must not be empty".into());
     }
+    if hubspot.timeout_secs == 0 {
+        problem("hubspot.timeout_secs", "must be at least 1".into());
+    }
+    let limits = &hubspot.rate_limit;
+    for (key, value) in [
+        (
+            "hubspot.rate_limit.requests_per_second",
+            limits.requests_per_second,
+        ),
+        ("hubspot.rate_limit.burst", limits.burst),
+        (
+            "hubspot.rate_limit.search_per_second",
+            limits.search_per_second,
+        ),
+        ("hubspot.rate_limit.search_burst", limits.search_burst),
+    ] {
+        if value == 0 {
+            problem(key, "must be at least 1".into());
+        }
+    }
     for (type_name, actions) in &hubspot.actions {
         if NotificationType::parse(type_name).is_none() {
             problem(

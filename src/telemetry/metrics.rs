@@ -136,6 +136,18 @@ impl Metrics {
         });
     }
 
+    /// One HubSpot call answered `status` (an HTTP status, or `timeout` / `error` without one).
+    pub fn hubspot_call(&self, endpoint: &'static str, status: &str) {
+        let failed = !status.starts_with('2');
+        let status = status.to_string();
+        self.with(|| {
+            counter!(API_CALLS, "endpoint" => endpoint, "status" => status).increment(1);
+            if failed {
+                counter!(API_ERRORS).increment(1);
+            }
+        });
+    }
+
     /// Sets the workers' pause gauge for one reason.
     pub fn hubspot_paused(&self, reason: &'static str, paused: bool) {
         self.with(|| {
