@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::http::{AppState, router};
-use crate::hubspot::{DryRunExecutor, Executor};
+use crate::hubspot::{DryRunExecutor, Executor, HubSpotClient, HubSpotExecutor, HubSpotStatus};
 use crate::journal::{self, Journal};
 use crate::mapping::ActionRules;
 use crate::signature::SigningSecret;
@@ -32,14 +32,22 @@ impl Application {
     /// executor `hubspot.enabled` selects. The settings must have passed
     /// [`crate::config::validate`].
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        Self::build_with_executor(settings, shutdown, Arc::new(DryRunExecutor)).await
+        Self::assemble(settings, shutdown, None).await
     }
 
-    /// [`Application::build`] with a given executor.
+    /// [`Application::build`] with a given executor instead of the one `hubspot.enabled` selects.
     pub async fn build_with_executor(
         settings: Settings,
         shutdown: CancellationToken,
         executor: Arc<dyn Executor>,
+    ) -> anyhow::Result<Self> {
+        Self::assemble(settings, shutdown, Some(executor)).await
+    }
+
+    async fn assemble(
+        settings: Settings,
+        shutdown: CancellationToken,
+        executor: Option<Arc<dyn Executor>>,
     ) -> anyhow::Result<Self> {
         let secrets = settings
             .webhook
@@ -59,6 +67,25 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
 
         let metrics = Arc::new(Metrics::new());
+        let hubspot = Arc::new(HubSpotStatus::new(
+            settings.hubspot.enabled,
+            metrics.clone(),
+        ));
+        let executor: Arc<dyn Executor> = match executor {
+            Some(executor) => executor,
+            None if settings.hubspot.enabled => {
+                let client = HubSpotClient::new(&settings.hubspot, metrics.clone())
+                    .context("HubSpot client")?;
+                Arc::new(HubSpotExecutor::new(
+                    &settings.hubspot,
+                    Arc::new(client),
+                    journal.clone(),
+                    hubspot.clone(),
+                    metrics.clone(),
+                ))
+            }
+            None => Arc::new(DryRunExecutor),
+        };
         let doorbell = Doorbell::new(settings.queue.capacity);
         let processor = Arc::new(Processor {
             rules: ActionRules::from_settings(&settings.hubspot),
@@ -78,6 +105,7 @@ impl Application {
                 doorbell: doorbell.clone(),
                 processor,
                 instance,
+                hubspot: hubspot.clone(),
             },
             shutdown.child_token(),
         );
@@ -89,6 +117,7 @@ impl Application {
             settings: Arc::new(settings),
             secrets: Arc::new(secrets),
             metrics,
+            hubspot,
         };
         Ok(Self {
             listener,

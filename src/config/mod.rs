@@ -236,6 +236,13 @@ pub struct HubSpotSettings {
     pub critical_types: Vec<String>,
     /// Per-request timeout, in seconds; default 30.
     pub timeout_secs: u64,
+    /// How long a create whose answer was lost is given to show in HubSpot search before it
+    /// is looked for and, if absent, sent again, in seconds; default 60.
+    pub reconcile_after_secs: u64,
+    /// How long workers pause after an outage answer without `Retry-After`, in seconds; default 30.
+    pub outage_pause_secs: u64,
+    /// How often a bridge paused by a refused token re-probes HubSpot, in seconds; default 60.
+    pub auth_probe_secs: u64,
     /// Client-side request rates, kept under HubSpot's limits so that 429s do not happen.
     pub rate_limit: RateLimitSettings,
 }
@@ -286,6 +293,9 @@ impl Default for HubSpotSettings {
                 .map(String::from)
                 .to_vec(),
             timeout_secs: 30,
+            reconcile_after_secs: 60,
+            outage_pause_secs: 30,
+            auth_probe_secs: 60,
             rate_limit: RateLimitSettings::default(),
         }
     }

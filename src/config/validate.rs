@@ -115,11 +115,16 @@ pub fn validate(settings: &Settings) -> Vec<ConfigError> {
     }
 
     let hubspot = &settings.hubspot;
-    if hubspot.enabled {
+    if hubspot.enabled && hubspot.api_token.expose_secret().trim().is_empty() {
         problem(
-            "hubspot.enabled",
-            "the HubSpot client is not part of this build yet; run with hubspot.enabled: false (dry-run)"
-                .into(),
+            "hubspot.api_token",
+            "required when hubspot.enabled is true (set HUBSPOT_API_TOKEN)".into(),
+        );
+    }
+    if !hubspot.base_url.starts_with("https://") && !hubspot.base_url.starts_with("http://") {
+        problem(
+            "hubspot.base_url",
+            format!("{:?} must be an http(s) URL", hubspot.base_url),
         );
     }
     if !["2026-03", "v3"].contains(&hubspot.api_version.as_str()) {

@@ -78,16 +78,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     let pending = state.journal.pending_count();
     let high_water = state.settings.queue.high_water;
     let is_ready = journal.writable && pending <= high_water;
-    let hubspot = if state.settings.hubspot.enabled {
-        HubSpotReadiness {
-            state: "ok",
-            reason: None,
-        }
-    } else {
-        HubSpotReadiness {
-            state: "disabled",
-            reason: Some("dry_run"),
-        }
+    let (hubspot_state, reason) = state.hubspot.readiness();
+    let hubspot = HubSpotReadiness {
+        state: hubspot_state,
+        reason,
     };
     let body = Readiness {
         status: if is_ready { "ready" } else { "not_ready" },

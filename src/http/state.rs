@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::Settings;
+use crate::hubspot::HubSpotStatus;
 use crate::journal::Journal;
 use crate::signature::SigningSecret;
 use crate::telemetry::Metrics;
@@ -21,4 +22,6 @@ pub struct AppState {
     pub secrets: Arc<Vec<SigningSecret>>,
     /// This application's metrics.
     pub metrics: Arc<Metrics>,
+    /// Whether HubSpot is taking work (reported by `/ready`).
+    pub hubspot: Arc<HubSpotStatus>,
 }

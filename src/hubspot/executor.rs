@@ -41,7 +41,18 @@ pub enum Execution {
         error: String,
         /// True when retrying cannot help (a validation error).
         permanent: bool,
-        /// Actions that did succeed, as checkpoints.
+        /// Do not retry before this long (a lost write needs time to show in search).
+        not_before: Option<std::time::Duration>,
+        /// Actions that did succeed (checkpoints) or whose answer was lost.
+        actions: Vec<ActionRecord>,
+    },
+    /// Not attempted, or abandoned, because HubSpot as a whole is unavailable; spends no attempt.
+    Deferred {
+        /// `auth`, `rate_limit`, `outage`, `daily_limit`, or `reconcile` (a lost create must first show in search).
+        reason: &'static str,
+        /// How long to wait before trying again.
+        wait: std::time::Duration,
+        /// Actions that did succeed, or whose answer was lost, before HubSpot failed.
         actions: Vec<ActionRecord>,
     },
 }

@@ -199,6 +199,17 @@ pub struct ActionRecord {
     pub detail: String,
 }
 
+/// A recorded action with when it was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAction {
+    /// Whose action.
+    pub notification_id: NotificationId,
+    /// The record.
+    pub record: ActionRecord,
+    /// Last write, unix milliseconds (how long an unknown write has had to show up in search).
+    pub updated_at_ms: i64,
+}
+
 /// How one claimed notification ended this time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -313,6 +324,16 @@ pub trait Journal: Send + Sync + 'static {
         worker: &str,
         completions: Vec<Completion>,
     ) -> Result<(), JournalError>;
+
+    /// Records actions now, before the outcome: a create is written as `unknown` before it is
+    /// sent, so a crash mid-call leaves a record to reconcile instead of a blind re-send.
+    async fn record_actions(
+        &self,
+        actions: Vec<(NotificationId, ActionRecord)>,
+    ) -> Result<(), JournalError>;
+
+    /// The `unknown` and `done` actions of these notifications (planned ones are not checkpoints).
+    async fn checkpoints(&self, ids: &[NotificationId]) -> Result<Vec<StoredAction>, JournalError>;
 
     /// Counts per status and the age of the backlog.
     async fn stats(&self) -> Result<JournalStats, JournalError>;

@@ -3,6 +3,8 @@
 //! share it, so what an operator previews is what the service does.
 
 pub mod action;
+pub mod labels;
+pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,24 +89,31 @@ pub struct Plan {
     pub actions: Vec<Action>,
 }
 
-/// Plans the HubSpot actions of one notification. Pure: no I/O, no clock.
-pub fn plan(notification: &Notification, rules: &ActionRules) -> Plan {
+/// Plans the HubSpot actions of one notification. Pure: no I/O, no clock. Task
+/// and note texts are previews rendered without the HubSpot company (dry-run,
+/// `simulate`); the executor renders them again once the company is known.
+pub fn plan(notification_id: i64, notification: &Notification, rules: &ActionRules) -> Plan {
     let kind = notification.notification_type;
+    let company = preview_company(notification);
+    let successor = preview_successor(notification);
     let actions = rules
         .actions_for(kind)
         .iter()
         .map(|action| match action {
-            ActionKind::CreateTask => Action::CreateTask {
-                subject: task_subject(notification),
-                body: task_body(notification),
-                priority: if rules.is_critical(kind) {
-                    TaskPriority::High
-                } else {
-                    TaskPriority::Medium
-                },
-            },
+            ActionKind::CreateTask => {
+                let text = render::task_text(notification_id, notification, &company, &successor);
+                Action::CreateTask {
+                    subject: text.subject,
+                    body: text.body_html,
+                    priority: if rules.is_critical(kind) {
+                        TaskPriority::High
+                    } else {
+                        TaskPriority::Medium
+                    },
+                }
+            }
             ActionKind::CreateNote => Action::CreateNote {
-                body: note_body(notification),
+                body: render::note_html(&[(notification_id, notification)], &company, &successor),
             },
             ActionKind::UpdateProperty => Action::UpdateProperty {
                 properties: BTreeMap::from([
@@ -119,6 +128,10 @@ pub fn plan(notification: &Notification, rules: &ActionRules) -> Plan {
                         "dnb_critical_alert".to_string(),
                         rules.is_critical(kind).to_string(),
                     ),
+                    (
+                        "dnb_monitoring_status".to_string(),
+                        monitoring_status(kind).to_string(),
+                    ),
                 ]),
             },
             ActionKind::UpdateCompany => Action::UpdateCompany {
@@ -131,70 +144,42 @@ pub fn plan(notification: &Notification, rules: &ActionRules) -> Plan {
     Plan { actions }
 }
 
-/// A sentence a salesperson understands: what happened to the company.
-fn headline(kind: NotificationType) -> &'static str {
+/// The company as far as the notification alone tells (no HubSpot id yet).
+fn preview_company(notification: &Notification) -> render::CompanyView {
+    render::CompanyView {
+        id: String::new(),
+        name: notification
+            .organization
+            .get("primaryName")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        duns: notification.duns.to_string(),
+        other_ids_with_same_duns: Vec::new(),
+    }
+}
+
+/// The successor a TRANSFER names, before HubSpot says whether another company holds it.
+fn preview_successor(notification: &Notification) -> render::SuccessorView {
+    notification
+        .elements
+        .iter()
+        .find(|change| change.element == "organization.duns")
+        .and_then(|change| change.current.as_str())
+        .map_or(render::SuccessorView::Unknown, |duns| {
+            render::SuccessorView::Free {
+                duns: duns.to_string(),
+            }
+        })
+}
+
+/// `dnb_monitoring_status`: EXIT and REMOVED mean coverage was lost, not that the company closed.
+fn monitoring_status(kind: NotificationType) -> &'static str {
     match kind {
-        NotificationType::Update => "D&B data changed",
-        NotificationType::Delete => "D&B deleted this company's record (possibly out of business)",
-        NotificationType::Transfer => "D&B transferred this company to another D-U-N-S number",
-        NotificationType::Seed => "D&B monitoring started",
-        NotificationType::FullProduct => "D&B sent the full company profile",
-        NotificationType::Undelete => "D&B restored this company's record",
-        NotificationType::Reviewed => "D&B finished reviewing this company's record",
-        NotificationType::UnderReview => "D&B is reviewing this company's record",
-        NotificationType::Exit => "This company left D&B monitoring (coverage lost, not closed)",
-        NotificationType::Removed => {
-            "This company was removed from D&B monitoring (coverage lost, not closed)"
-        }
-    }
-}
-
-fn task_subject(notification: &Notification) -> String {
-    format!(
-        "{} (DUNS {})",
-        headline(notification.notification_type),
-        notification.duns
-    )
-}
-
-fn task_body(notification: &Notification) -> String {
-    format!(
-        "<p>{}.</p><p>DUNS {}, reported {}.</p><p>Please review the account and update the CRM record.</p>",
-        escape_html(headline(notification.notification_type)),
-        notification.duns,
-        notification.delivered_at.format("%Y-%m-%d %H:%M UTC"),
-    )
-}
-
-fn note_body(notification: &Notification) -> String {
-    let mut body = format!(
-        "<p><strong>{}</strong> (D&amp;B {}, DUNS {}, {})</p>",
-        escape_html(headline(notification.notification_type)),
-        notification.notification_type,
-        notification.duns,
-        notification.delivered_at.format("%Y-%m-%d %H:%M UTC"),
-    );
-    if !notification.elements.is_empty() {
-        body.push_str("<ul>");
-        for change in &notification.elements {
-            body.push_str(&format!(
-                "<li>{}: {} → {}</li>",
-                escape_html(&change.element),
-                escape_html(&render_value(&change.previous)),
-                escape_html(&render_value(&change.current)),
-            ));
-        }
-        body.push_str("</ul>");
-    }
-    body
-}
-
-fn render_value(value: &Value) -> String {
-    match value {
-        Value::Null => "(none)".into(),
-        Value::String(text) => text.clone(),
-        Value::Array(items) if items.is_empty() => "(none)".into(),
-        other => other.to_string(),
+        NotificationType::Exit | NotificationType::Removed => "coverage_lost",
+        NotificationType::Delete => "deleted",
+        NotificationType::Transfer => "transferred",
+        NotificationType::UnderReview => "under_review",
+        _ => "monitored",
     }
 }
 
@@ -275,23 +260,23 @@ mod tests {
         let rules = ActionRules::from_settings(&HubSpotSettings::default());
         use ActionKind::*;
         assert_eq!(
-            kinds(&plan(&notification("DELETE", json!({})), &rules)),
+            kinds(&plan(1, &notification("DELETE", json!({})), &rules)),
             [CreateTask, CreateNote, UpdateProperty]
         );
         assert_eq!(
-            kinds(&plan(&notification("EXIT", json!({})), &rules)),
+            kinds(&plan(1, &notification("EXIT", json!({})), &rules)),
             [CreateTask, CreateNote]
         );
         assert_eq!(
-            kinds(&plan(&notification("UPDATE", json!({})), &rules)),
+            kinds(&plan(1, &notification("UPDATE", json!({})), &rules)),
             [CreateNote, UpdateProperty]
         );
         assert_eq!(
-            kinds(&plan(&notification("SEED", json!({})), &rules)),
+            kinds(&plan(1, &notification("SEED", json!({})), &rules)),
             [UpdateCompany, CreateNote]
         );
         assert_eq!(
-            kinds(&plan(&notification("REVIEWED", json!({})), &rules)),
+            kinds(&plan(1, &notification("REVIEWED", json!({})), &rules)),
             [CreateNote]
         );
     }
@@ -304,7 +289,7 @@ mod tests {
             .insert("reviewed".into(), vec!["create_task".into()]);
         let rules = ActionRules::from_settings(&settings);
         assert_eq!(
-            kinds(&plan(&notification("REVIEWED", json!({})), &rules)),
+            kinds(&plan(1, &notification("REVIEWED", json!({})), &rules)),
             [ActionKind::CreateTask]
         );
         assert_eq!(
@@ -318,14 +303,14 @@ mod tests {
         let rules = ActionRules::from_settings(&HubSpotSettings::default());
         let Action::CreateTask {
             priority, subject, ..
-        } = &plan(&notification("DELETE", json!({})), &rules).actions[0]
+        } = &plan(1, &notification("DELETE", json!({})), &rules).actions[0]
         else {
             panic!()
         };
         assert_eq!(*priority, TaskPriority::High);
         assert!(subject.contains("021258997"));
         let Action::CreateTask { priority, .. } =
-            &plan(&notification("REMOVED", json!({})), &rules).actions[0]
+            &plan(1, &notification("REMOVED", json!({})), &rules).actions[0]
         else {
             panic!()
         };
@@ -337,7 +322,7 @@ mod tests {
         let rules = ActionRules::from_settings(&HubSpotSettings::default());
         let elements = json!({"elements": [{"element": "organization.primaryName", "previous": "A&B <Ltd>", "current": "C"}]});
         let Action::CreateNote { body } =
-            &plan(&notification("UPDATE", elements), &rules).actions[0]
+            &plan(1, &notification("UPDATE", elements), &rules).actions[0]
         else {
             panic!()
         };
@@ -352,7 +337,7 @@ mod tests {
         let Action::UpdateCompany {
             properties,
             create_if_missing,
-        } = &plan(&notification("SEED", organization), &rules).actions[0]
+        } = &plan(1, &notification("SEED", organization), &rules).actions[0]
         else {
             panic!()
         };

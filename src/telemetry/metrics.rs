@@ -148,6 +148,26 @@ impl Metrics {
         });
     }
 
+    /// Companies created in HubSpot.
+    pub fn hubspot_companies_created(&self, count: usize) {
+        self.with(|| counter!(COMPANIES_CREATED).increment(count as u64));
+    }
+
+    /// Companies updated in HubSpot.
+    pub fn hubspot_companies_updated(&self, count: usize) {
+        self.with(|| counter!(COMPANIES_UPDATED).increment(count as u64));
+    }
+
+    /// Tasks created in HubSpot.
+    pub fn hubspot_tasks_created(&self, count: usize) {
+        self.with(|| counter!(TASKS_CREATED).increment(count as u64));
+    }
+
+    /// Notes created in HubSpot.
+    pub fn hubspot_notes_created(&self, count: usize) {
+        self.with(|| counter!(NOTES_CREATED).increment(count as u64));
+    }
+
     /// Sets the workers' pause gauge for one reason.
     pub fn hubspot_paused(&self, reason: &'static str, paused: bool) {
         self.with(|| {

@@ -23,6 +23,7 @@ pub use process::Processor;
 pub use retry::RetryPolicy;
 
 use crate::config::WorkerSettings;
+use crate::hubspot::HubSpotStatus;
 use crate::journal::{Claimed, Journal};
 
 /// What every worker shares.
@@ -36,6 +37,8 @@ pub struct WorkerDeps {
     pub processor: Arc<Processor>,
     /// This process's name in leases (`claimed_by`).
     pub instance: String,
+    /// While HubSpot is paused, workers claim nothing.
+    pub hubspot: Arc<HubSpotStatus>,
 }
 
 /// Starts the pool.
@@ -90,6 +93,13 @@ impl Worker {
     async fn run(self) {
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         while !self.shutdown.is_cancelled() {
+            if let Some(remaining) = self.deps.hubspot.remaining() {
+                tokio::select! {
+                    _ = sleep(remaining.min(poll)) => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+                continue;
+            }
             let batch = self.claim_batch().await;
             if batch.is_empty() {
                 tokio::select! {

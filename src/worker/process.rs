@@ -111,9 +111,10 @@ impl Processor {
             .map_err(|error| format!("stored notification is not JSON: {error}"))?;
         let notification = Notification::from_value(&value)
             .map_err(|rejection| format!("stored notification is invalid: {}", rejection.detail))?;
-        let planned =
-            std::panic::catch_unwind(AssertUnwindSafe(|| plan(&notification, &self.rules)))
-                .map_err(|payload| format!("panic while planning: {}", panic_message(&*payload)))?;
+        let planned = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            plan(claimed.id, &notification, &self.rules)
+        }))
+        .map_err(|payload| format!("panic while planning: {}", panic_message(&*payload)))?;
         Ok(Planned {
             id: claimed.id,
             notification,
@@ -135,9 +136,30 @@ impl Processor {
             Ok(Execution::Failed {
                 error,
                 permanent,
+                not_before,
+                actions,
+            }) => {
+                let mut outcome = self.retry.after_failure(claimed, error, permanent, now);
+                if let (
+                    Outcome::Retry {
+                        next_attempt_at_ms, ..
+                    },
+                    Some(wait),
+                ) = (&mut outcome, not_before)
+                {
+                    *next_attempt_at_ms = (*next_attempt_at_ms).max(now + wait.as_millis() as i64);
+                }
+                (outcome, actions)
+            }
+            Ok(Execution::Deferred {
+                reason,
+                wait,
                 actions,
             }) => (
-                self.retry.after_failure(claimed, error, permanent, now),
+                Outcome::Deferred {
+                    reason: reason.to_string(),
+                    next_attempt_at_ms: now + wait.as_millis() as i64,
+                },
                 actions,
             ),
             Err(error) => (

@@ -91,6 +91,18 @@ pub async fn spawn_app_with(
     configure: impl FnOnce(&mut Settings),
     executor: Arc<dyn Executor>,
 ) -> TestApp {
+    spawn(configure, Some(executor)).await
+}
+
+/// Starts the app with the executor its settings select (the HubSpot one when enabled).
+pub async fn spawn_configured_app(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(configure, None).await
+}
+
+async fn spawn(
+    configure: impl FnOnce(&mut Settings),
+    executor: Option<Arc<dyn Executor>>,
+) -> TestApp {
     telemetry::tracing::init_for_tests();
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("journal.db");
@@ -99,9 +111,13 @@ pub async fn spawn_app_with(
     let errors = dnb_hubspot_bridge::config::validate(&settings);
     assert!(errors.is_empty(), "test settings invalid: {errors:?}");
     let shutdown = CancellationToken::new();
-    let app = Application::build_with_executor(settings, shutdown.clone(), executor)
-        .await
-        .expect("app builds");
+    let app = match executor {
+        Some(executor) => {
+            Application::build_with_executor(settings, shutdown.clone(), executor).await
+        }
+        None => Application::build(settings, shutdown.clone()).await,
+    }
+    .expect("app builds");
     let address = app.address();
     let handle = tokio::spawn(app.run_until_stopped());
     TestApp {

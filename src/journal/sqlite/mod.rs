@@ -23,7 +23,8 @@ use rusqlite_migration::{M, Migrations};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AppendOutcome, Claimed, Completion, Delivery, Journal, JournalError, JournalStats, Status,
+    ActionRecord, ActionState, AppendOutcome, Claimed, Completion, Delivery, Journal, JournalError,
+    JournalStats, NotificationId, Status, StoredAction,
 };
 use crate::config::{SqliteSynchronous, StorageSettings};
 use writer::Command;
@@ -160,6 +161,43 @@ impl Journal for SqliteJournal {
             reply,
         })
         .await
+    }
+
+    async fn record_actions(
+        &self,
+        actions: Vec<(NotificationId, ActionRecord)>,
+    ) -> Result<(), JournalError> {
+        self.send(|reply| Command::RecordActions { actions, reply })
+            .await
+    }
+
+    async fn checkpoints(&self, ids: &[NotificationId]) -> Result<Vec<StoredAction>, JournalError> {
+        let id_list = serde_json::to_string(ids).expect("ids serialise");
+        self.readers
+            .run(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT notification_id, action_key, kind, state, object_type, object_id, detail, updated_at
+                     FROM actions
+                     WHERE notification_id IN (SELECT value FROM json_each(?1)) AND state <> 'planned'",
+                )?;
+                let rows = statement.query_map([id_list], |row| {
+                    let state: String = row.get(3)?;
+                    Ok(StoredAction {
+                        notification_id: row.get(0)?,
+                        record: ActionRecord {
+                            key: row.get(1)?,
+                            kind: row.get(2)?,
+                            state: if state == "done" { ActionState::Done } else { ActionState::Unknown },
+                            object_type: row.get(4)?,
+                            object_id: row.get(5)?,
+                            detail: row.get(6)?,
+                        },
+                        updated_at_ms: row.get(7)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
     }
 
     async fn stats(&self) -> Result<JournalStats, JournalError> {

@@ -45,6 +45,10 @@ pub(super) enum Command {
         completions: Vec<Completion>,
         reply: Reply<()>,
     },
+    RecordActions {
+        actions: Vec<(NotificationId, ActionRecord)>,
+        reply: Reply<()>,
+    },
     Probe {
         reply: Reply<()>,
     },
@@ -202,7 +206,9 @@ impl Command {
                     _ => unreachable!("a claim produces claims"),
                 }));
             }
-            Command::Complete { reply, .. } | Command::Probe { reply } => {
+            Command::Complete { reply, .. }
+            | Command::RecordActions { reply, .. }
+            | Command::Probe { reply } => {
                 let _ = reply.send(result.map(|_| ()));
             }
             Command::Close { reply } => drop(reply.send(())),
@@ -242,6 +248,12 @@ fn run_commands(
                 ..
             } => {
                 complete(connection, worker, completions)?;
+                Output::Written
+            }
+            Command::RecordActions { actions, .. } => {
+                let actions: Vec<(NotificationId, &ActionRecord)> =
+                    actions.iter().map(|(id, record)| (*id, record)).collect();
+                upsert_actions(connection, &actions, now_ms())?;
                 Output::Written
             }
             Command::Probe { .. } => {
@@ -766,9 +778,18 @@ fn complete(
                 .map(move |action| (completion.id, action))
         })
         .collect();
+    upsert_actions(connection, &actions, now)
+}
+
+/// Writes action records; a `done` checkpoint is never overwritten.
+fn upsert_actions(
+    connection: &Connection,
+    actions: &[(NotificationId, &ActionRecord)],
+    now: i64,
+) -> Result<(), JournalError> {
     chunked(
         connection,
-        &actions,
+        actions,
         8,
         |values| {
             format!(
