@@ -3,7 +3,10 @@
 mod cli;
 mod crash;
 mod executors;
+mod fake_hubspot;
+mod fake_hubspot_checks;
 mod helpers;
+mod hubspot;
 mod journal;
 mod operations;
 mod processing;

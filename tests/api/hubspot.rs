@@ -1,0 +1,323 @@
+//! The HubSpot executor end to end: the bridge's workers against the fake
+//! HubSpot portal, whose every request is checked against HubSpot's OpenAPI specs.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::fake_hubspot::{Endpoint, FakeConfig, FakeHubSpot, Fault, ObjectType};
+use crate::helpers::*;
+
+const ALERT_PROPERTIES: [&str; 6] = [
+    "dnb_last_alert_type",
+    "dnb_last_alert_at",
+    "dnb_critical_alert",
+    "dnb_monitoring_status",
+    "dnb_previous_duns",
+    "dnb_successor_duns",
+];
+
+async fn portal(config: FakeConfig) -> FakeHubSpot {
+    let fake = FakeHubSpot::start(config).await;
+    for name in ALERT_PROPERTIES {
+        fake.add_property(name, false);
+    }
+    fake
+}
+
+async fn bridge(fake: &FakeHubSpot) -> TestApp {
+    let (base_url, token) = (fake.base_url(), fake.token().to_string());
+    spawn_configured_app(move |settings| {
+        settings.hubspot.enabled = true;
+        settings.hubspot.base_url = base_url;
+        settings.hubspot.api_token = SecretString::from(token);
+        settings.hubspot.timeout_secs = 1;
+        settings.hubspot.reconcile_after_secs = 1;
+        settings.hubspot.outage_pause_secs = 1;
+        settings.hubspot.auth_probe_secs = 1;
+        settings.workers.retry_initial_ms = 50;
+    })
+    .await
+}
+
+fn body(items: Vec<serde_json::Value>) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "notifications": items })).unwrap()
+}
+
+#[tokio::test]
+async fn a_critical_delete_gives_the_company_owner_a_high_task_a_note_and_alert_fields() {
+    // Arrange
+    let fake = portal(FakeConfig::default()).await;
+    let owner = fake.add_owner("rep@acme.example");
+    let company = fake.add_company([
+        ("name", "Acme Corp"),
+        ("duns_number", "804735132"),
+        ("hubspot_owner_id", owner.as_str()),
+    ]);
+    let app = bridge(&fake).await;
+
+    // Act
+    app.accept(
+        body(vec![notification(
+            "DELETE",
+            "804735132",
+            "2024-05-13T08:24:28.972Z",
+        )]),
+        "application/json",
+    )
+    .await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done' AND dry_run = 0",
+        1,
+    )
+    .await;
+
+    // Assert
+    let tasks = fake.tasks();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].properties["hs_task_priority"], "HIGH");
+    assert_eq!(tasks[0].properties["hubspot_owner_id"], owner.as_str());
+    assert_eq!(tasks[0].properties["hs_task_status"], "NOT_STARTED");
+    assert_eq!(tasks[0].associations[0].to_id, company);
+    assert_eq!(fake.notes().len(), 1);
+    let updated = fake.company(&company).unwrap();
+    assert_eq!(updated.properties["dnb_last_alert_type"], "DELETE");
+    assert_eq!(
+        app.count("SELECT count(*) FROM actions WHERE state = 'done' AND object_id IS NOT NULL"),
+        3
+    );
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_seed_for_an_unknown_duns_creates_the_company_with_its_name() {
+    let fake = portal(FakeConfig::default()).await;
+    let app = bridge(&fake).await;
+    app.accept(sample("seed.json"), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        1,
+    )
+    .await;
+    let companies = fake.companies();
+    assert_eq!(companies.len(), 1);
+    assert_eq!(companies[0].properties["name"], "Margie Partners LLC");
+    assert_eq!(companies[0].properties["duns_number"], "517469845");
+    assert_eq!(fake.notes().len(), 1);
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn an_update_for_an_unknown_duns_is_skipped_without_writing_anything() {
+    let fake = portal(FakeConfig::default()).await;
+    let app = bridge(&fake).await;
+    app.accept(sample("update.json"), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'skipped' AND reason = 'no_company'",
+        2,
+    )
+    .await;
+    assert!(fake.companies().is_empty() && fake.notes().is_empty() && fake.tasks().is_empty());
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_task_written_but_whose_answer_was_lost_is_not_created_twice() {
+    let fake = portal(FakeConfig::default()).await;
+    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    fake.fail_next(
+        Endpoint::BatchCreate(ObjectType::Tasks),
+        1,
+        Fault::ApplyThenDrop,
+    );
+    let app = bridge(&fake).await;
+    app.accept(sample("exit.json"), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        1,
+    )
+    .await;
+    assert_eq!(
+        fake.tasks().len(),
+        1,
+        "the lost create was found by its marker, not sent again"
+    );
+    assert_eq!(fake.notes().len(), 1);
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_any_retry_count_ends_with_everything_done_and_nothing_dead() {
+    let fake = portal(FakeConfig::default()).await;
+    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    let unavailable = Fault::Status {
+        status: 503,
+        body: json!({"status": "error", "message": "down"}),
+        headers: Vec::new(),
+    };
+    fake.fail_next(Endpoint::BatchRead(ObjectType::Companies), 6, unavailable);
+    let app = bridge(&fake).await;
+    app.accept(sample("exit.json"), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        1,
+    )
+    .await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM notifications WHERE status = 'dead'"),
+        0
+    );
+    assert_eq!(
+        app.count("SELECT attempts FROM notifications"),
+        1,
+        "deferrals spend no attempts"
+    );
+    assert!(app.count("SELECT count(*) FROM attempts WHERE outcome = 'deferred'") >= 1);
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_refused_token_pauses_the_workers_while_ingest_and_readiness_carry_on() {
+    let fake = portal(FakeConfig {
+        token: "the-right-token".into(),
+        ..FakeConfig::default()
+    })
+    .await;
+    let base_url = fake.base_url();
+    let app = spawn_configured_app(move |settings| {
+        settings.hubspot.enabled = true;
+        settings.hubspot.base_url = base_url;
+        settings.hubspot.api_token = SecretString::from("a-wrong-token");
+        settings.hubspot.auth_probe_secs = 60;
+    })
+    .await;
+    app.accept(sample("exit.json"), "application/json").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = app.get("/ready").await;
+        if body.contains("\"paused\"") {
+            assert_eq!(status, 200);
+            assert!(body.contains("\"auth\""), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never paused: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, metrics) = app.get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "bridge_hubspot_paused{reason=\"auth\"}"),
+        1.0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM notifications WHERE status = 'pending'"),
+        1
+    );
+    assert_eq!(
+        app.accept(sample("reviewed.json"), "application/json")
+            .await["accepted"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn updates_of_one_company_in_one_batch_share_one_note_recorded_on_each() {
+    let fake = portal(FakeConfig::default()).await;
+    let company = fake.add_company([("name", "Northwind"), ("duns_number", "021258997")]);
+    let app = bridge(&fake).await;
+    let mut first = notification("UPDATE", "021258997", "2024-05-13T08:14:35.852Z");
+    first["elements"] = json!([{"element": "organization.primaryName", "previous": "Northwind", "current": "Northwind Group"}]);
+    let mut second = notification("UPDATE", "021258997", "2024-05-13T09:14:35.852Z");
+    second["elements"] = json!([{"element": "organization.websiteAddress", "previous": [], "current": [{"url": "https://nw.example"}]}]);
+    app.accept(body(vec![first, second]), "application/json")
+        .await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        2,
+    )
+    .await;
+
+    let notes = fake.notes();
+    assert_eq!(notes.len(), 1, "one note covers both notifications");
+    assert!(notes[0].properties["hs_note_body"].contains("Northwind Group"));
+    assert!(notes[0].properties["hs_note_body"].contains("nw.example"));
+    assert_eq!(app.count(&format!("SELECT count(DISTINCT object_id) FROM actions WHERE kind = 'create_note' AND object_id = '{}'", notes[0].id)), 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM actions WHERE kind = 'create_note' AND state = 'done'"),
+        2
+    );
+    assert_eq!(
+        fake.company(&company).unwrap().properties["dnb_last_alert_at"],
+        "2024-05-13T09:14:35.852Z"
+    );
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_transfer_to_a_free_duns_moves_it_and_one_to_a_taken_duns_flags_a_possible_merge() {
+    let fake = portal(FakeConfig::default()).await;
+    let moving = fake.add_company([
+        ("name", "Graphic Design Analytics Co."),
+        ("duns_number", "629671816"),
+    ]);
+    let staying = fake.add_company([("name", "Fabrikam"), ("duns_number", "544806876")]);
+    let holder = fake.add_company([("name", "Contoso Holdings"), ("duns_number", "111222333")]);
+    let app = bridge(&fake).await;
+    let mut free = notification("TRANSFER", "629671816", "2024-05-13T08:03:28.453Z");
+    free["elements"] =
+        json!([{"element": "organization.duns", "previous": "629671816", "current": "971647314"}]);
+    let mut taken = notification("TRANSFER", "544806876", "2024-05-13T08:03:47.355Z");
+    taken["elements"] =
+        json!([{"element": "organization.duns", "previous": "544806876", "current": "111222333"}]);
+    app.accept(body(vec![free, taken]), "application/json")
+        .await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        2,
+    )
+    .await;
+
+    let moved = fake.company(&moving).unwrap();
+    assert_eq!(moved.properties["duns_number"], "971647314");
+    assert_eq!(moved.properties["dnb_previous_duns"], "629671816");
+    let flagged = fake.company(&staying).unwrap();
+    assert_eq!(flagged.properties["duns_number"], "544806876");
+    assert_eq!(flagged.properties["dnb_successor_duns"], "111222333");
+    assert_eq!(
+        fake.company(&holder).unwrap().properties["duns_number"],
+        "111222333"
+    );
+    let merge_task = fake
+        .tasks()
+        .into_iter()
+        .find(|task| task.associations[0].to_id == staying)
+        .unwrap();
+    assert!(
+        merge_task.properties["hs_task_body"].contains("Contoso Holdings"),
+        "{}",
+        merge_task.properties["hs_task_body"]
+    );
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_and_the_work_then_succeeds() {
+    let fake = portal(FakeConfig::default()).await;
+    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    let limited = Fault::Status {
+        status: 429,
+        body: json!({"status": "error", "message": "You have reached your ten_secondly_rolling limit.", "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"}),
+        headers: vec![("Retry-After".into(), "1".into())],
+    };
+    fake.fail_next(Endpoint::BatchRead(ObjectType::Companies), 1, limited);
+    let app = bridge(&fake).await;
+    app.accept(sample("exit.json"), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        1,
+    )
+    .await;
+    assert_eq!(app.count("SELECT attempts FROM notifications"), 1);
+    assert_eq!(fake.tasks().len(), 1);
+    fake.assert_no_violations();
+}
