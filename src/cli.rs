@@ -33,6 +33,31 @@ pub enum Command {
     Send(SendArgs),
     /// Exit 0 when GET /health answers 200.
     Healthcheck(HealthcheckArgs),
+    /// Check the HubSpot token, scopes and properties; a verdict per check.
+    TestConnection,
+    /// Create the HubSpot company properties the service writes (idempotent).
+    Bootstrap(BootstrapArgs),
+    /// Run D&B files through the mapper and print the HubSpot plan; never writes to HubSpot.
+    Simulate(SimulateArgs),
+}
+
+/// Arguments of `bootstrap`.
+#[derive(Debug, clap::Args)]
+pub struct BootstrapArgs {
+    /// Only say what would be created.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Arguments of `simulate`.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// D&B files: Direct+ JSON responses, notification arrays or NDJSON NOTIFICATION files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// No network at all (simulate never contacts HubSpot in this version either way).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `send`.

@@ -34,6 +34,9 @@ async fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Command::Send(args) => commands::send::run(&settings, args).await,
         Command::Healthcheck(args) => Ok(commands::healthcheck::run(&settings, args).await),
+        Command::TestConnection => commands::test_connection::run(&settings).await,
+        Command::Bootstrap(args) => commands::bootstrap::run(&settings, args).await,
+        Command::Simulate(args) => commands::simulate::run(&settings, args),
         Command::CheckConfig => unreachable!("handled above"),
     };
     result.unwrap_or_else(|error| {

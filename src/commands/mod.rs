@@ -1,9 +1,12 @@
 //! One module per subcommand, each with `run`.
 
+pub mod bootstrap;
 pub mod check_config;
 pub mod healthcheck;
 pub mod send;
 pub mod serve;
+pub mod simulate;
+pub mod test_connection;
 
 use std::net::SocketAddr;
 

@@ -371,6 +371,72 @@ impl HubSpotClient {
     }
 }
 
+impl HubSpotClient {
+    /// Creates a company property; one that already exists (409) counts as created.
+    pub async fn create_company_property(
+        &self,
+        property: &super::properties::PropertyCreate,
+    ) -> Result<(), HubSpotError> {
+        let path = self.version.path("properties", "companies");
+        match self
+            .send(
+                "properties_create",
+                CallKind::Standard,
+                Method::POST,
+                &path,
+                Some(property),
+            )
+            .await
+        {
+            Ok(_) | Err(HubSpotError::Rejected { status: 409, .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Creates a company property group unless it exists.
+    pub async fn ensure_company_property_group(
+        &self,
+        name: &str,
+        label: &str,
+    ) -> Result<(), HubSpotError> {
+        #[derive(serde::Deserialize)]
+        struct Groups {
+            results: Vec<Group>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Group {
+            name: String,
+        }
+        let path = self.version.path("properties", "companies/groups");
+        let groups: Groups = self
+            .call::<(), _>(
+                "property_groups",
+                CallKind::Standard,
+                Method::GET,
+                &path,
+                None,
+            )
+            .await?;
+        if groups.results.iter().any(|group| group.name == name) {
+            return Ok(());
+        }
+        let body = serde_json::json!({"name": name, "label": label, "displayOrder": -1});
+        match self
+            .send(
+                "property_groups",
+                CallKind::Standard,
+                Method::POST,
+                &path,
+                Some(&body),
+            )
+            .await
+        {
+            Ok(_) | Err(HubSpotError::Rejected { status: 409, .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
 /// Percent-encodes a query or path value.
 fn urlencode(text: &str) -> String {
     text.bytes()

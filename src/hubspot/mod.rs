@@ -7,6 +7,7 @@ pub mod error;
 pub mod executor;
 pub mod live;
 pub mod model;
+pub mod properties;
 pub mod rate_limit;
 pub mod status;
 

@@ -321,3 +321,75 @@ async fn a_429_is_waited_out_and_the_work_then_succeeds() {
     assert_eq!(fake.tasks().len(), 1);
     fake.assert_no_violations();
 }
+
+fn run_bridge(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dnb-hubspot-bridge"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs")
+}
+
+#[tokio::test]
+async fn bootstrap_creates_the_properties_once_and_test_connection_then_passes() {
+    let fake = FakeHubSpot::start(FakeConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "hubspot:\n  base_url: \"{}\"\n  api_token: \"{}\"\n  duns_property: dnb_duns\n",
+            fake.base_url(),
+            fake.token()
+        ),
+    )
+    .unwrap();
+    let text = |output: &std::process::Output| String::from_utf8_lossy(&output.stdout).into_owned();
+
+    let before = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || run_bridge(&["test-connection"], &config)
+    })
+    .await
+    .unwrap();
+    assert_eq!(before.status.code(), Some(1), "{}", text(&before));
+    assert!(text(&before).contains("FAIL  DUNS property dnb_duns: missing"));
+
+    let planned = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || run_bridge(&["bootstrap", "--dry-run"], &config)
+    })
+    .await
+    .unwrap();
+    assert!(
+        text(&planned).contains("dnb_duns                 would create"),
+        "{}",
+        text(&planned)
+    );
+    assert!(fake.property("dnb_duns").is_none());
+
+    for expected in ["created", "exists"] {
+        let output = tokio::task::spawn_blocking({
+            let config = config.clone();
+            move || run_bridge(&["bootstrap"], &config)
+        })
+        .await
+        .unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        assert!(
+            text(&output).contains(&format!("dnb_critical_alert       {expected}")),
+            "{}",
+            text(&output)
+        );
+    }
+    assert_eq!(fake.property("dnb_duns").unwrap()["hasUniqueValue"], true);
+
+    let after = tokio::task::spawn_blocking(move || run_bridge(&["test-connection"], &config))
+        .await
+        .unwrap();
+    assert!(after.status.success(), "{}", text(&after));
+    assert!(text(&after).contains("PASS  token"));
+    fake.assert_no_violations();
+}
