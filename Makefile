@@ -9,7 +9,7 @@ CONFIG ?= config.yaml
 SAMPLES ?= ../shared/samples
 BIN := target/release/dnb-hubspot-bridge
 
-.PHONY: build run demo test fmt lint bench-ingest
+.PHONY: build run demo test fmt lint bench-ingest bench-hubspot
 
 build:
 	cargo build --release --locked
@@ -39,3 +39,7 @@ lint:
 ## Ingest benchmark: release build, service on one core, load generator on the other.
 bench-ingest: build
 	cargo bench --locked --bench ingest
+
+## HubSpot benchmark: the service against the fake HubSpot portal (lower-tier limits), 1,000 notifications at 100/s.
+bench-hubspot: build
+	cargo bench --locked --bench hubspot

@@ -62,7 +62,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
             .read_companies_by(
                 &hubspot.duns_property,
                 &["000000000".to_string()],
-                &[hubspot.duns_property.clone()],
+                std::slice::from_ref(&hubspot.duns_property),
             )
             .await
             .map(|_| "companies can be read by the DUNS property".to_string())
