@@ -393,3 +393,32 @@ async fn bootstrap_creates_the_properties_once_and_test_connection_then_passes()
     assert!(text(&after).contains("PASS  token"));
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn a_portal_without_the_alert_properties_pauses_the_workers_until_bootstrap() {
+    let fake = FakeHubSpot::start(FakeConfig::default()).await;
+    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    let app = bridge(&fake).await;
+    app.accept(sample("exit.json"), "application/json").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !app.get("/ready").await.1.contains("\"setup\"") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never paused for setup"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(fake.tasks().is_empty());
+
+    for name in ALERT_PROPERTIES {
+        fake.add_property(name, false);
+    }
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        1,
+    )
+    .await;
+    assert_eq!(fake.tasks().len(), 1);
+    assert_eq!(app.count("SELECT attempts FROM notifications"), 1);
+    fake.assert_no_violations();
+}

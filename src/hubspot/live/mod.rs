@@ -45,6 +45,8 @@ pub struct HubSpotExecutor {
     reconcile_after: Duration,
     outage_pause: Duration,
     auth_probe: Duration,
+    /// Whether the portal was seen to have every property the bridge writes.
+    setup_checked: std::sync::atomic::AtomicBool,
 }
 
 impl HubSpotExecutor {
@@ -68,6 +70,7 @@ impl HubSpotExecutor {
             reconcile_after: Duration::from_secs(settings.reconcile_after_secs),
             outage_pause: Duration::from_secs(settings.outage_pause_secs),
             auth_probe: Duration::from_secs(settings.auth_probe_secs),
+            setup_checked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -124,15 +127,57 @@ impl HubSpotExecutor {
     }
 
     /// Lifts a pause whose time has run out; an auth pause first re-probes the token.
-    async fn check_pause(&self) -> Result<(), HubSpotError> {
-        let Some(pause) = self.status.current() else {
-            return Ok(());
-        };
-        if pause.reason == "auth" {
+    /// Until the portal has every property the bridge writes, it pauses with
+    /// reason `setup` instead of failing every batch.
+    async fn check_pause(&self) -> Result<bool, HubSpotError> {
+        let pause = self.status.current();
+        if pause.as_ref().is_some_and(|pause| pause.reason == "auth") {
             self.client.account_details().await?;
         }
-        self.status.resume();
-        Ok(())
+        if !self
+            .setup_checked
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let mut missing = Vec::new();
+            for property in super::properties::required(&self.duns_property) {
+                if self
+                    .client
+                    .company_property(&property.name)
+                    .await?
+                    .is_none()
+                {
+                    missing.push(property.name);
+                }
+            }
+            if !missing.is_empty() {
+                self.status.pause(
+                    "setup",
+                    self.auth_probe,
+                    format!("HubSpot lacks the company properties {}; run `dnb-hubspot-bridge bootstrap`", missing.join(", ")),
+                );
+                return Ok(false);
+            }
+            self.setup_checked
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        if pause.is_some() {
+            self.status.resume();
+        }
+        Ok(true)
+    }
+}
+
+/// Why a batch stopped before its end.
+enum Halt {
+    /// HubSpot as a whole failed.
+    HubSpot(HubSpotError),
+    /// The portal lacks properties the bridge writes.
+    Setup,
+}
+
+impl From<HubSpotError> for Halt {
+    fn from(error: HubSpotError) -> Self {
+        Self::HubSpot(error)
     }
 }
 
@@ -252,15 +297,23 @@ impl Executor for HubSpotExecutor {
             })
             .collect();
 
-        let result = async {
-            self.check_pause().await?;
+        let result: Result<(), Halt> = async {
+            if !self.check_pause().await? {
+                return Err(Halt::Setup);
+            }
             companies::resolve(self, &mut work).await?;
             companies::write(self, &mut work).await?;
             activities::create_tasks(self, &mut work).await?;
-            activities::create_notes(self, &mut work).await
+            activities::create_notes(self, &mut work).await?;
+            Ok(())
         }
         .await;
-        let deferred = result.err().map(|error| self.pause_for(&error));
+        let deferred = match result {
+            Ok(()) => None,
+            // The setup check has already paused the workers with its own message.
+            Err(Halt::Setup) => Some(("setup", self.auth_probe)),
+            Err(Halt::HubSpot(error)) => Some(self.pause_for(&error)),
+        };
         work.into_iter().map(|item| item.finish(deferred)).collect()
     }
 }
