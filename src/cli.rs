@@ -39,6 +39,34 @@ pub enum Command {
     Bootstrap(BootstrapArgs),
     /// Run D&B files through the mapper and print the HubSpot plan; never writes to HubSpot.
     Simulate(SimulateArgs),
+    /// Re-drive stored notifications, as `POST /replay` does, directly on the journal.
+    Replay(ReplayArgs),
+}
+
+/// Arguments of `replay`: ids, or a filter.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Journal ids (repeatable); when given, the filter options must not be.
+    #[arg(long = "id", conflicts_with_all = ["status", "notification_type", "duns", "since", "until"])]
+    pub ids: Vec<String>,
+    /// Status word.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// D&B type (or UNKNOWN).
+    #[arg(long = "type")]
+    pub notification_type: Option<String>,
+    /// DUNS.
+    #[arg(long)]
+    pub duns: Option<String>,
+    /// Received at or after (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Received before (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only count what would be replayed.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `bootstrap`.

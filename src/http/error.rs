@@ -42,6 +42,30 @@ pub enum ApiError {
     /// 500: the journal failed; nothing was acknowledged.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// 404: no such resource (also every admin path while `admin.token` is empty).
+    #[error("not found")]
+    NotFound,
+    /// 401 on an admin endpoint: missing or wrong bearer token.
+    #[error("a valid admin bearer token is required")]
+    AdminUnauthorized,
+    /// 400 naming the parameter that is wrong.
+    #[error("invalid {name}: {message}")]
+    InvalidParameter {
+        /// The parameter or body field.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ApiError {
+    /// A 400 naming `name`.
+    pub fn invalid(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidParameter {
+            name: name.into(),
+            message: message.into(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -61,6 +85,9 @@ impl ApiError {
             }
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Journal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::AdminUnauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::InvalidParameter { .. } => (StatusCode::BAD_REQUEST, "invalid_parameter"),
         }
     }
 }
@@ -83,6 +110,11 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if matches!(self, Self::AdminUnauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if matches!(self, Self::Overloaded) {
             response.headers_mut().insert(
                 header::RETRY_AFTER,

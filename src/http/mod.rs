@@ -1,5 +1,6 @@
 //! The HTTP surface: every route and the layers around them, on one page.
 
+pub mod admin;
 pub mod error;
 pub mod metrics;
 pub mod probes;
@@ -31,6 +32,13 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready))
         .route("/metrics", get(metrics::render))
+        .merge(
+            Router::new()
+                .route("/notifications", get(admin::notifications::list))
+                .route("/notifications/{id}", get(admin::notifications::show))
+                .route("/replay", post(admin::replay::replay))
+                .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token)),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), record_request))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(

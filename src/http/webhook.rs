@@ -57,7 +57,12 @@ fn metric_reason(error: &ApiError) -> Option<&'static str> {
         ApiError::BodyTooLarge { .. } => "body_too_large",
         ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
         ApiError::Overloaded => "overloaded",
-        ApiError::Journal(_) => return None,
+        ApiError::Journal(_)
+        | ApiError::NotFound
+        | ApiError::AdminUnauthorized
+        | ApiError::InvalidParameter { .. } => {
+            return None;
+        }
     })
 }
 

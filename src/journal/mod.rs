@@ -274,6 +274,88 @@ pub struct Completion {
     pub actions: Vec<ActionRecord>,
 }
 
+/// Which notifications an operator means (every field optional; all given must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Status.
+    pub status: Option<Status>,
+    /// D&B type (`UNKNOWN` matches rejected items without a known type).
+    pub notification_type: Option<String>,
+    /// DUNS.
+    pub duns: Option<String>,
+    /// Received at or after, unix milliseconds.
+    pub since_ms: Option<i64>,
+    /// Received before, unix milliseconds.
+    pub until_ms: Option<i64>,
+}
+
+/// One line of `GET /notifications`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Journal id.
+    pub id: NotificationId,
+    /// Status.
+    pub status: Status,
+    /// Why skipped, rejected or dead.
+    pub reason: Option<String>,
+    /// D&B type, when known.
+    pub notification_type: Option<String>,
+    /// DUNS, when valid.
+    pub duns: Option<String>,
+    /// Receipt time, unix milliseconds.
+    pub received_at_ms: i64,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// One attempt to process a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// Start, unix milliseconds.
+    pub started_at_ms: i64,
+    /// End, unix milliseconds.
+    pub finished_at_ms: i64,
+    /// Which worker.
+    pub worker: String,
+    /// `done`, `skipped`, `retry`, `dead` or `deferred`.
+    pub outcome: String,
+    /// What failed, or why it was skipped or deferred.
+    pub error: Option<String>,
+}
+
+/// Everything the journal knows about one notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detail {
+    /// The list line.
+    pub summary: Summary,
+    /// The delivery it came in.
+    pub webhook_id: String,
+    /// D&B `deliveryTimeStamp`, unix milliseconds.
+    pub delivered_at_ms: Option<i64>,
+    /// Whether its last processing was a dry-run.
+    pub dry_run: bool,
+    /// The notification as stored.
+    pub raw: String,
+    /// Every processing attempt, oldest first.
+    pub attempts: Vec<AttemptRecord>,
+    /// Replays: when, and the status it had before.
+    pub replays: Vec<(i64, String)>,
+    /// HubSpot actions planned or performed, with the objects they produced.
+    pub actions: Vec<StoredAction>,
+}
+
+/// What a replay matched and re-enqueued.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayOutcome {
+    /// Notifications selected.
+    pub matched: u64,
+    /// Of those, the ones put back to `pending` (done, skipped and dead ones; pending and
+    /// processing ones are already queued, rejected ones cannot be processed).
+    pub enqueued: u64,
+}
+
 /// Counts for gauges and probes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JournalStats {
@@ -334,6 +416,28 @@ pub trait Journal: Send + Sync + 'static {
 
     /// The `unknown` and `done` actions of these notifications (planned ones are not checkpoints).
     async fn checkpoints(&self, ids: &[NotificationId]) -> Result<Vec<StoredAction>, JournalError>;
+
+    /// Notifications matching `filter`, newest first, with ids below `before` (the cursor).
+    async fn list(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        before: Option<NotificationId>,
+    ) -> Result<Vec<Summary>, JournalError>;
+
+    /// One notification with its attempts, replays and actions.
+    async fn detail(&self, id: NotificationId) -> Result<Option<Detail>, JournalError>;
+
+    /// Puts the done, skipped and dead notifications among `ids` back to `pending` (all
+    /// matched ones are counted). Idempotent: a second replay finds them pending.
+    async fn replay(
+        &self,
+        ids: Vec<NotificationId>,
+        dry_run: bool,
+    ) -> Result<ReplayOutcome, JournalError>;
+
+    /// Which of `ids` exist.
+    async fn existing(&self, ids: &[NotificationId]) -> Result<Vec<NotificationId>, JournalError>;
 
     /// Counts per status and the age of the backlog.
     async fn stats(&self) -> Result<JournalStats, JournalError>;

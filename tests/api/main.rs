@@ -1,5 +1,6 @@
 //! One integration binary: every module shares `helpers` and links once.
 
+mod admin;
 mod cli;
 mod crash;
 mod executors;

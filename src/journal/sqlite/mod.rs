@@ -18,13 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use rusqlite_migration::{M, Migrations};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    ActionRecord, ActionState, AppendOutcome, Claimed, Completion, Delivery, Journal, JournalError,
-    JournalStats, NotificationId, Status, StoredAction,
+    ActionRecord, ActionState, AppendOutcome, AttemptRecord, Claimed, Completion, Delivery, Detail,
+    Filter, Journal, JournalError, JournalStats, NotificationId, ReplayOutcome, Status,
+    StoredAction, Summary,
 };
 use crate::config::{SqliteSynchronous, StorageSettings};
 use writer::Command;
@@ -49,9 +50,10 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../../../migrations/sqlite/0001_journal.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../../../migrations/sqlite/0001_journal.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0002_replays.sql")),
+    ])
 }
 
 /// The SQLite journal.
@@ -200,6 +202,130 @@ impl Journal for SqliteJournal {
             .await
     }
 
+    async fn list(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        before: Option<NotificationId>,
+    ) -> Result<Vec<Summary>, JournalError> {
+        let filter = filter.clone();
+        self.readers
+            .run(move |connection| {
+                let mut statement = connection.prepare_cached(&format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM notifications
+                     WHERE (?1 IS NULL OR status = ?1)
+                       AND (?2 IS NULL OR coalesce(type, 'UNKNOWN') = ?2)
+                       AND (?3 IS NULL OR duns = ?3)
+                       AND (?4 IS NULL OR received_at >= ?4)
+                       AND (?5 IS NULL OR received_at < ?5)
+                       AND (?6 IS NULL OR id < ?6)
+                     ORDER BY id DESC LIMIT ?7"
+                ))?;
+                let rows = statement.query_map(
+                    rusqlite::params![
+                        filter.status.map(Status::as_str),
+                        filter.notification_type,
+                        filter.duns,
+                        filter.since_ms,
+                        filter.until_ms,
+                        before,
+                        limit as i64
+                    ],
+                    summary,
+                )?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn detail(&self, id: NotificationId) -> Result<Option<Detail>, JournalError> {
+        self.readers
+            .run(move |connection| {
+                let found = connection
+                    .query_row(
+                        &format!(
+                            "SELECT {SUMMARY_COLUMNS}, webhook_id, delivered_at, dry_run, raw FROM notifications WHERE id = ?1"
+                        ),
+                        [id],
+                        |row| Ok((summary(row)?, row.get(8)?, row.get(9)?, row.get(10)?, row.get(11)?)),
+                    )
+                    .optional()?;
+                let Some((summary, webhook_id, delivered_at_ms, dry_run, raw)) = found else {
+                    return Ok(None);
+                };
+                let mut attempts = connection.prepare_cached(
+                    "SELECT started_at, finished_at, worker, outcome, error FROM attempts WHERE notification_id = ?1 ORDER BY id",
+                )?;
+                let attempts = attempts
+                    .query_map([id], |row| {
+                        Ok(AttemptRecord {
+                            started_at_ms: row.get(0)?,
+                            finished_at_ms: row.get(1)?,
+                            worker: row.get(2)?,
+                            outcome: row.get(3)?,
+                            error: row.get(4)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let mut replays = connection
+                    .prepare_cached("SELECT replayed_at, previous_status FROM replays WHERE notification_id = ?1 ORDER BY id")?;
+                let replays = replays.query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+                let mut actions = connection.prepare_cached(
+                    "SELECT action_key, kind, state, object_type, object_id, detail, updated_at FROM actions
+                     WHERE notification_id = ?1 ORDER BY id",
+                )?;
+                let actions = actions
+                    .query_map([id], |row| {
+                        let state: String = row.get(2)?;
+                        Ok(StoredAction {
+                            notification_id: id,
+                            record: ActionRecord {
+                                key: row.get(0)?,
+                                kind: row.get(1)?,
+                                state: match state.as_str() {
+                                    "done" => ActionState::Done,
+                                    "unknown" => ActionState::Unknown,
+                                    _ => ActionState::Planned,
+                                },
+                                object_type: row.get(3)?,
+                                object_id: row.get(4)?,
+                                detail: row.get(5)?,
+                            },
+                            updated_at_ms: row.get(6)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(Some(Detail { summary, webhook_id, delivered_at_ms, dry_run, raw, attempts, replays, actions }))
+            })
+            .await
+    }
+
+    async fn replay(
+        &self,
+        ids: Vec<NotificationId>,
+        dry_run: bool,
+    ) -> Result<ReplayOutcome, JournalError> {
+        self.send(|reply| Command::Replay {
+            ids,
+            dry_run,
+            reply,
+        })
+        .await
+    }
+
+    async fn existing(&self, ids: &[NotificationId]) -> Result<Vec<NotificationId>, JournalError> {
+        let id_list = serde_json::to_string(ids).expect("ids serialise");
+        self.readers
+            .run(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT id FROM notifications WHERE id IN (SELECT value FROM json_each(?1))",
+                )?;
+                let rows = statement.query_map([id_list], |row| row.get(0))?;
+                rows.collect()
+            })
+            .await
+    }
+
     async fn stats(&self) -> Result<JournalStats, JournalError> {
         self.readers
             .run(|connection| {
@@ -247,6 +373,23 @@ impl Journal for SqliteJournal {
         })
         .await;
     }
+}
+
+/// The columns [`summary`] reads, in its order.
+const SUMMARY_COLUMNS: &str = "id, status, reason, type, duns, received_at, attempts, last_error";
+
+fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
+    let status: String = row.get(1)?;
+    Ok(Summary {
+        id: row.get(0)?,
+        status: Status::parse(&status).unwrap_or(Status::Pending),
+        reason: row.get(2)?,
+        notification_type: row.get(3)?,
+        duns: row.get(4)?,
+        received_at_ms: row.get(5)?,
+        attempts: row.get::<_, i64>(6)? as u32,
+        last_error: row.get(7)?,
+    })
 }
 
 /// Read-only connections, opened on demand and reused.

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::dnb::{IncomingItem, RejectedItem, ValidItem};
 use crate::journal::{
     ActionRecord, AppendOutcome, Claimed, Completion, Delivery, ItemFate, JournalError,
-    NotificationId, Outcome, RejectedIndex, now_ms,
+    NotificationId, Outcome, RejectedIndex, ReplayOutcome, now_ms,
 };
 
 /// Most commands committed in one transaction.
@@ -48,6 +48,11 @@ pub(super) enum Command {
     RecordActions {
         actions: Vec<(NotificationId, ActionRecord)>,
         reply: Reply<()>,
+    },
+    Replay {
+        ids: Vec<NotificationId>,
+        dry_run: bool,
+        reply: Reply<ReplayOutcome>,
     },
     Probe {
         reply: Reply<()>,
@@ -187,6 +192,7 @@ impl Writer {
 enum Output {
     Appended(AppendOutcome),
     Claimed(Vec<Claimed>),
+    Replayed(ReplayOutcome),
     Written,
 }
 
@@ -204,6 +210,12 @@ impl Command {
                 let _ = reply.send(result.map(|output| match output {
                     Output::Claimed(claimed) => claimed,
                     _ => unreachable!("a claim produces claims"),
+                }));
+            }
+            Command::Replay { reply, .. } => {
+                let _ = reply.send(result.map(|output| match output {
+                    Output::Replayed(outcome) => outcome,
+                    _ => unreachable!("a replay produces a replay outcome"),
                 }));
             }
             Command::Complete { reply, .. }
@@ -255,6 +267,9 @@ fn run_commands(
                     actions.iter().map(|(id, record)| (*id, record)).collect();
                 upsert_actions(connection, &actions, now_ms())?;
                 Output::Written
+            }
+            Command::Replay { ids, dry_run, .. } => {
+                Output::Replayed(replay(connection, ids, *dry_run)?)
             }
             Command::Probe { .. } => {
                 connection
@@ -618,6 +633,46 @@ fn claim(
         .collect::<Result<Vec<_>, _>>()?;
     claimed.sort_by_key(|claimed| position[&claimed.id]);
     Ok(claimed)
+}
+
+/// Puts done, skipped and dead notifications back to pending and notes the replay.
+fn replay(
+    connection: &Connection,
+    ids: &[NotificationId],
+    dry_run: bool,
+) -> Result<ReplayOutcome, JournalError> {
+    let id_list = serde_json::to_string(ids).expect("ids serialise");
+    let matched: i64 = connection
+        .prepare_cached(
+            "SELECT count(*) FROM notifications WHERE id IN (SELECT value FROM json_each(?1))",
+        )?
+        .query_row([&id_list], |row| row.get(0))?;
+    let replayable =
+        "id IN (SELECT value FROM json_each(?1)) AND status IN ('done', 'skipped', 'dead')";
+    if dry_run {
+        return Ok(ReplayOutcome {
+            matched: matched as u64,
+            enqueued: 0,
+        });
+    }
+    let now = now_ms();
+    connection
+        .prepare_cached(&format!(
+            "INSERT INTO replays (notification_id, replayed_at, previous_status)
+             SELECT id, ?2, status FROM notifications WHERE {replayable}"
+        ))?
+        .execute(rusqlite::params![id_list, now])?;
+    let enqueued = connection
+        .prepare_cached(&format!(
+            "UPDATE notifications SET status = 'pending', reason = NULL, next_attempt_at = NULL,
+                 first_failed_at = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ?2
+             WHERE {replayable}"
+        ))?
+        .execute(rusqlite::params![id_list, now])?;
+    Ok(ReplayOutcome {
+        matched: matched as u64,
+        enqueued: enqueued as u64,
+    })
 }
 
 /// The notification columns an outcome sets.
