@@ -15,6 +15,7 @@ use crate::http::{AppState, router};
 use crate::hubspot::{DryRunExecutor, Executor, HubSpotClient, HubSpotExecutor, HubSpotStatus};
 use crate::journal::{self, Journal};
 use crate::mapping::ActionRules;
+use crate::retention;
 use crate::signature::SigningSecret;
 use crate::telemetry::Metrics;
 use crate::worker::{Doorbell, PoolHandle, Processor, RetryPolicy, WorkerDeps, WorkerPool};
@@ -24,6 +25,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     pool: PoolHandle,
+    purge: tokio::task::JoinHandle<()>,
     shutdown: CancellationToken,
 }
 
@@ -111,6 +113,12 @@ impl Application {
         );
         // Work left pending by a previous run is picked up without waiting for a poll.
         doorbell.ring();
+        let purge = retention::start(
+            &settings.storage,
+            journal.clone(),
+            metrics.clone(),
+            shutdown.child_token(),
+        );
         let state = AppState {
             journal,
             doorbell,
@@ -123,6 +131,7 @@ impl Application {
             listener,
             state,
             pool,
+            purge,
             shutdown,
         })
     }
@@ -141,6 +150,7 @@ impl Application {
             listener,
             state,
             pool,
+            purge,
             shutdown,
         } = self;
         let grace = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
@@ -161,6 +171,7 @@ impl Application {
                 "workers did not finish within the shutdown timeout; their leases will expire and be taken back"
             );
         }
+        let _ = purge.await;
         journal.close().await;
         tracing::info!("stopped");
         served.context("HTTP server failed")

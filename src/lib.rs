@@ -17,6 +17,7 @@ pub mod http;
 pub mod hubspot;
 pub mod journal;
 pub mod mapping;
+pub mod retention;
 pub mod shutdown;
 pub mod signature;
 pub mod telemetry;

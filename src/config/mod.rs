@@ -132,6 +132,8 @@ pub struct StorageSettings {
     pub synchronous: SqliteSynchronous,
     /// WAL size above which a truncating checkpoint runs; default 64 MiB.
     pub wal_max_bytes: u64,
+    /// How often the retention purge runs, in seconds; default 60.
+    pub purge_interval_secs: u64,
 }
 
 impl Default for StorageSettings {
@@ -141,6 +143,7 @@ impl Default for StorageSettings {
             retention: Duration::from_secs(30 * 24 * 3600),
             synchronous: SqliteSynchronous::Full,
             wal_max_bytes: 64 * 1024 * 1024,
+            purge_interval_secs: 60,
         }
     }
 }

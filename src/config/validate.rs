@@ -80,6 +80,9 @@ pub fn validate(settings: &Settings) -> Vec<ConfigError> {
     } else if !url.starts_with("sqlite://") || url.len() == "sqlite://".len() {
         problem("storage.url", format!("{url:?} must be sqlite://PATH"));
     }
+    if settings.storage.purge_interval_secs == 0 {
+        problem("storage.purge_interval_secs", "must be at least 1".into());
+    }
     if settings.storage.retention.is_zero() {
         problem("storage.retention", "must be longer than zero".into());
     }

@@ -363,6 +363,8 @@ pub struct JournalStats {
     pub counts: BTreeMap<Status, u64>,
     /// Receipt time of the oldest pending notification, unix milliseconds.
     pub oldest_pending_received_ms: Option<i64>,
+    /// Size of the journal's files on disk, in bytes.
+    pub size_bytes: u64,
 }
 
 /// Why a journal operation failed.
@@ -438,6 +440,12 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Which of `ids` exist.
     async fn existing(&self, ids: &[NotificationId]) -> Result<Vec<NotificationId>, JournalError>;
+
+    /// Deletes up to `limit` done, skipped and rejected notifications last changed before
+    /// `before_ms` (with their attempts, actions and replays), and delivery records received
+    /// before it; pending, processing and dead ones are never purged. Returns how many
+    /// notifications went.
+    async fn purge(&self, before_ms: i64, limit: usize) -> Result<usize, JournalError>;
 
     /// Counts per status and the age of the backlog.
     async fn stats(&self) -> Result<JournalStats, JournalError>;

@@ -47,6 +47,10 @@ pub const API_CALLS: &str = "bridge_hubspot_api_calls_total";
 pub const API_ERRORS: &str = "bridge_hubspot_api_errors_total";
 /// `bridge_hubspot_paused{reason}`: 1 while workers are paused for that reason.
 pub const HUBSPOT_PAUSED: &str = "bridge_hubspot_paused";
+/// `bridge_journal_size_bytes`: the journal's files on disk.
+pub const JOURNAL_SIZE: &str = "bridge_journal_size_bytes";
+/// `bridge_journal_purged_total`: finished notifications removed by retention.
+pub const JOURNAL_PURGED: &str = "bridge_journal_purged_total";
 /// `bridge_http_requests_total{method,path,status}`.
 pub const HTTP_REQUESTS: &str = "bridge_http_requests_total";
 /// `bridge_http_request_duration_seconds{method,path}`.
@@ -169,6 +173,11 @@ impl Metrics {
         self.with(|| counter!(NOTES_CREATED).increment(count as u64));
     }
 
+    /// Notifications removed by the retention purge.
+    pub fn purged(&self, count: usize) {
+        self.with(|| counter!(JOURNAL_PURGED).increment(count as u64));
+    }
+
     /// Sets the workers' pause gauge for one reason.
     pub fn hubspot_paused(&self, reason: &'static str, paused: bool) {
         self.with(|| {
@@ -199,6 +208,7 @@ impl Metrics {
                 .oldest_pending_received_ms
                 .map_or(0, |oldest| (now_ms - oldest).max(0));
             gauge!(BACKLOG_AGE).set(age_ms as f64 / 1000.0);
+            gauge!(JOURNAL_SIZE).set(stats.size_bytes as f64);
         });
     }
 
@@ -217,7 +227,7 @@ enum Kind {
 }
 
 /// Every metric: name, kind and help text.
-const CATALOGUE: [(&str, Kind, &str); 17] = [
+const CATALOGUE: [(&str, Kind, &str); 19] = [
     (
         RECEIVED,
         Kind::Counter,
@@ -276,6 +286,16 @@ const CATALOGUE: [(&str, Kind, &str); 17] = [
         HUBSPOT_PAUSED,
         Kind::Gauge,
         "1 while workers are paused for this reason, else 0.",
+    ),
+    (
+        JOURNAL_SIZE,
+        Kind::Gauge,
+        "Size of the journal's files on disk, in bytes.",
+    ),
+    (
+        JOURNAL_PURGED,
+        Kind::Counter,
+        "Finished notifications removed by the retention purge.",
     ),
     (
         HTTP_REQUESTS,
@@ -344,6 +364,8 @@ fn describe() {
         gauge!(HUBSPOT_PAUSED, "reason" => reason).set(0.0);
     }
     counter!(DUPLICATES).absolute(0);
+    counter!(JOURNAL_PURGED).absolute(0);
+    gauge!(JOURNAL_SIZE).set(0.0);
     gauge!(QUEUE_DEPTH).set(0.0);
     gauge!(BACKLOG_AGE).set(0.0);
     for name in [

@@ -139,3 +139,43 @@ async fn over_the_high_water_mark_the_webhook_answers_503_and_stores_nothing() {
     let (status, _) = app.get("/ready").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn retention_purges_finished_notifications_but_never_dead_ones() {
+    let app = spawn_app_with(
+        |settings| {
+            settings.storage.retention = std::time::Duration::from_secs(1);
+            settings.storage.purge_interval_secs = 1;
+            settings.workers.dead_after = std::time::Duration::ZERO;
+        },
+        Arc::new(crate::executors::PanicsOn("666666666")),
+    )
+    .await;
+    let items = serde_json::json!([
+        notification("EXIT", "111111111", "2024-05-13T08:00:00.000Z"),
+        notification("DELETE", "666666666", "2024-05-13T08:00:00.000Z"),
+        notification("DELETE", "12", "2024-05-13T08:00:00.000Z"),
+    ]);
+    app.accept(serde_json::to_vec(&items).unwrap(), "application/json")
+        .await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status IN ('done', 'dead')",
+        2,
+    )
+    .await;
+
+    app.wait_for_count("SELECT count(*) FROM notifications", 1)
+        .await;
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM notifications WHERE status = 'dead' AND duns = '666666666'"
+        ),
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) FROM attempts WHERE notification_id NOT IN (SELECT id FROM notifications)"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM actions WHERE notification_id NOT IN (SELECT id FROM notifications)"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM deliveries"), 0);
+    let (_, metrics) = app.get("/metrics").await;
+    assert_eq!(metric(&metrics, "bridge_journal_purged_total"), 2.0);
+    assert!(metric(&metrics, "bridge_journal_size_bytes") > 0.0);
+}

@@ -326,9 +326,19 @@ impl Journal for SqliteJournal {
             .await
     }
 
+    async fn purge(&self, before_ms: i64, limit: usize) -> Result<usize, JournalError> {
+        self.send(|reply| Command::Purge {
+            before_ms,
+            limit,
+            reply,
+        })
+        .await
+    }
+
     async fn stats(&self) -> Result<JournalStats, JournalError> {
+        let path = self.readers.path.clone();
         self.readers
-            .run(|connection| {
+            .run(move |connection| {
                 let mut stats = JournalStats::default();
                 let mut statement =
                     connection.prepare_cached("SELECT status, n FROM status_counts")?;
@@ -345,6 +355,13 @@ impl Journal for SqliteJournal {
                     [],
                     |row| row.get(0),
                 )?;
+                stats.size_bytes = ["", "-wal", "-shm"]
+                    .iter()
+                    .filter_map(|suffix| {
+                        std::fs::metadata(format!("{}{suffix}", path.display())).ok()
+                    })
+                    .map(|meta| meta.len())
+                    .sum();
                 Ok(stats)
             })
             .await

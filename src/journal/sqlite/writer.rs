@@ -54,6 +54,11 @@ pub(super) enum Command {
         dry_run: bool,
         reply: Reply<ReplayOutcome>,
     },
+    Purge {
+        before_ms: i64,
+        limit: usize,
+        reply: Reply<usize>,
+    },
     Probe {
         reply: Reply<()>,
     },
@@ -193,6 +198,7 @@ enum Output {
     Appended(AppendOutcome),
     Claimed(Vec<Claimed>),
     Replayed(ReplayOutcome),
+    Purged(usize),
     Written,
 }
 
@@ -210,6 +216,12 @@ impl Command {
                 let _ = reply.send(result.map(|output| match output {
                     Output::Claimed(claimed) => claimed,
                     _ => unreachable!("a claim produces claims"),
+                }));
+            }
+            Command::Purge { reply, .. } => {
+                let _ = reply.send(result.map(|output| match output {
+                    Output::Purged(count) => count,
+                    _ => unreachable!("a purge produces a count"),
                 }));
             }
             Command::Replay { reply, .. } => {
@@ -268,6 +280,9 @@ fn run_commands(
                 upsert_actions(connection, &actions, now_ms())?;
                 Output::Written
             }
+            Command::Purge {
+                before_ms, limit, ..
+            } => Output::Purged(purge(connection, *before_ms, *limit)?),
             Command::Replay { ids, dry_run, .. } => {
                 Output::Replayed(replay(connection, ids, *dry_run)?)
             }
@@ -633,6 +648,35 @@ fn claim(
         .collect::<Result<Vec<_>, _>>()?;
     claimed.sort_by_key(|claimed| position[&claimed.id]);
     Ok(claimed)
+}
+
+/// Deletes finished notifications older than the retention, oldest first, and old delivery records.
+fn purge(connection: &Connection, before_ms: i64, limit: usize) -> Result<usize, JournalError> {
+    let ids: Vec<NotificationId> = connection
+        .prepare_cached(
+            "SELECT id FROM notifications
+             WHERE status IN ('done', 'skipped', 'rejected') AND updated_at < ?1 ORDER BY id LIMIT ?2",
+        )?
+        .query_map(rusqlite::params![before_ms, limit as i64], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let id_list = serde_json::to_string(&ids).expect("ids serialise");
+    for table in ["attempts", "actions", "replays"] {
+        connection
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE notification_id IN (SELECT value FROM json_each(?1))"
+            ))?
+            .execute([&id_list])?;
+    }
+    connection
+        .prepare_cached("DELETE FROM notifications WHERE id IN (SELECT value FROM json_each(?1))")?
+        .execute([&id_list])?;
+    connection
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE webhook_id IN
+             (SELECT webhook_id FROM deliveries WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
+        )?
+        .execute(rusqlite::params![before_ms, limit as i64])?;
+    Ok(ids.len())
 }
 
 /// Puts done, skipped and dead notifications back to pending and notes the replay.
