@@ -184,6 +184,7 @@ impl Processor {
             }
             Outcome::Deferred { .. } => {}
         }
+        tracing::debug!(notification.id = claimed.id, dnb.duns = %claimed.duns, outcome = outcome.as_str(), "notification processed");
         Completion {
             id: claimed.id,
             started_at_ms,

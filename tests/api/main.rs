@@ -11,4 +11,5 @@ mod hubspot;
 mod journal;
 mod operations;
 mod processing;
+mod secrets;
 mod webhook;
