@@ -422,3 +422,28 @@ async fn a_portal_without_the_alert_properties_pauses_the_workers_until_bootstra
     assert_eq!(app.count("SELECT attempts FROM notifications"), 1);
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn an_answer_that_does_not_parse_is_retried_then_the_notification_is_dead_with_the_excerpt() {
+    let fake = portal(FakeConfig::default()).await;
+    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    fake.fail_next(
+        Endpoint::BatchRead(ObjectType::Companies),
+        1000,
+        Fault::InvalidJson,
+    );
+    let (base_url, token) = (fake.base_url(), fake.token().to_string());
+    let app = spawn_configured_app(move |settings| {
+        settings.hubspot.enabled = true;
+        settings.hubspot.base_url = base_url;
+        settings.hubspot.api_token = SecretString::from(token);
+        settings.workers.retry_initial_ms = 50;
+        settings.workers.retry_max_secs = 1;
+        settings.workers.dead_after = Duration::from_secs(1);
+    })
+    .await;
+    app.accept(sample("exit.json"), "application/json").await;
+    app.wait_for_count("SELECT count(*) FROM notifications WHERE status = 'dead' AND last_error LIKE '%does not parse%'", 1).await;
+    assert!(app.count("SELECT attempts FROM notifications") >= 2);
+    assert!(fake.tasks().is_empty());
+}

@@ -312,6 +312,14 @@ impl Executor for HubSpotExecutor {
             Ok(()) => None,
             // The setup check has already paused the workers with its own message.
             Err(Halt::Setup) => Some(("setup", self.auth_probe)),
+            // An answer that does not parse is retried like an outage, but spends attempts, so a
+            // HubSpot that keeps answering garbage ends in `dead` with the excerpt, not a loop.
+            Err(Halt::HubSpot(error @ HubSpotError::InvalidResponse { .. })) => {
+                for item in &mut work {
+                    item.fail(error.to_string(), false);
+                }
+                None
+            }
             Err(Halt::HubSpot(error)) => Some(self.pause_for(&error)),
         };
         work.into_iter().map(|item| item.finish(deferred)).collect()
