@@ -447,3 +447,39 @@ async fn an_answer_that_does_not_parse_is_retried_then_the_notification_is_dead_
     assert!(app.count("SELECT attempts FROM notifications") >= 2);
     assert!(fake.tasks().is_empty());
 }
+
+#[tokio::test]
+async fn a_batch_refused_with_400_is_halved_until_only_the_bad_input_fails() {
+    let fake = portal(FakeConfig::default()).await;
+    fake.add_company([("name", "First Co"), ("duns_number", "111111111")]);
+    fake.add_company([("name", "Second Co"), ("duns_number", "222222222")]);
+    // The whole batch is refused, then the first half alone: that input is the bad one.
+    fake.fail_next(
+        Endpoint::BatchCreate(ObjectType::Tasks),
+        2,
+        Fault::validation_error("Property values were not valid"),
+    );
+    let app = bridge(&fake).await;
+    let items = vec![
+        notification("EXIT", "111111111", "2024-05-13T08:00:00.000Z"),
+        notification("EXIT", "222222222", "2024-05-13T08:00:01.000Z"),
+    ];
+    app.accept(body(items), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status IN ('done', 'dead')",
+        2,
+    )
+    .await;
+
+    assert_eq!(app.count("SELECT count(*) FROM notifications WHERE status = 'dead' AND reason = 'invalid' AND last_error LIKE '%Property values were not valid%'"), 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM notifications WHERE status = 'done'"),
+        1
+    );
+    assert_eq!(fake.tasks().len(), 1);
+    assert_eq!(
+        fake.calls(Endpoint::BatchCreate(ObjectType::Tasks)),
+        3,
+        "the pair, then each half"
+    );
+}
