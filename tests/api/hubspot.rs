@@ -483,3 +483,38 @@ async fn a_batch_refused_with_400_is_halved_until_only_the_bad_input_fails() {
         "the pair, then each half"
     );
 }
+
+#[tokio::test]
+async fn search_lag_gives_no_duplicate_company_because_lookups_do_not_use_search() {
+    let fake = portal(FakeConfig {
+        search_lag: Duration::from_secs(60),
+        ..FakeConfig::default()
+    })
+    .await;
+    let app = bridge(&fake).await;
+    let seed: serde_json::Value = serde_json::from_slice(&sample("seed.json")).unwrap();
+    let first = seed["notifications"][0].clone();
+    let mut second = first.clone();
+    second["deliveryTimeStamp"] = json!("2024-05-13T09:00:00.000Z");
+    app.accept(body(vec![first]), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        1,
+    )
+    .await;
+    app.accept(body(vec![second]), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        2,
+    )
+    .await;
+
+    assert_eq!(
+        fake.companies().len(),
+        1,
+        "the second SEED found the company the first created"
+    );
+    assert_eq!(fake.notes().len(), 2);
+    assert_eq!(fake.calls(Endpoint::Search(ObjectType::Companies)), 0);
+    fake.assert_no_violations();
+}
