@@ -372,6 +372,34 @@ impl HubSpotClient {
 }
 
 impl HubSpotClient {
+    /// The definitions of the named company properties that exist (one call).
+    pub async fn company_properties(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<Property>, HubSpotError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            results: Vec<Property>,
+        }
+        let body = serde_json::json!({
+            "inputs": names.iter().map(|name| serde_json::json!({"name": name})).collect::<Vec<_>>(),
+            "archived": false,
+            "dataSensitivity": "non_sensitive",
+        });
+        let path = self.version.path("properties", "companies/batch/read");
+        let answer: Answer = self
+            .call(
+                "properties_read",
+                CallKind::Standard,
+                Method::POST,
+                &path,
+                Some(&body),
+            )
+            .await?;
+        Ok(answer.results)
+    }
+
     /// Creates a company property; one that already exists (409) counts as created.
     pub async fn create_company_property(
         &self,

@@ -138,17 +138,15 @@ impl HubSpotExecutor {
             .setup_checked
             .load(std::sync::atomic::Ordering::Relaxed)
         {
-            let mut missing = Vec::new();
-            for property in super::properties::required(&self.duns_property) {
-                if self
-                    .client
-                    .company_property(&property.name)
-                    .await?
-                    .is_none()
-                {
-                    missing.push(property.name);
-                }
-            }
+            let wanted: Vec<String> = super::properties::required(&self.duns_property)
+                .into_iter()
+                .map(|property| property.name)
+                .collect();
+            let present = self.client.company_properties(&wanted).await?;
+            let missing: Vec<String> = wanted
+                .into_iter()
+                .filter(|name| !present.iter().any(|property| &property.name == name))
+                .collect();
             if !missing.is_empty() {
                 self.status.pause(
                     "setup",
