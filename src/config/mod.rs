@@ -237,6 +237,10 @@ pub struct HubSpotSettings {
     pub actions: BTreeMap<String, Vec<String>>,
     /// Types whose tasks are HIGH priority.
     pub critical_types: Vec<String>,
+    /// D&B element path → HubSpot company property for `update_company`; empty means the defaults.
+    pub company_fields: BTreeMap<String, String>,
+    /// The portal's time zone for task due dates; empty means the one account info reports.
+    pub time_zone: String,
     /// Per-request timeout, in seconds; default 30.
     pub timeout_secs: u64,
     /// How long a create whose answer was lost is given to show in HubSpot search before it
@@ -295,6 +299,8 @@ impl Default for HubSpotSettings {
             critical_types: ["DELETE", "TRANSFER", "UNDER_REVIEW", "EXIT"]
                 .map(String::from)
                 .to_vec(),
+            company_fields: BTreeMap::new(),
+            time_zone: String::new(),
             timeout_secs: 30,
             reconcile_after_secs: 60,
             outage_pause_secs: 30,

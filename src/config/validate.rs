@@ -139,6 +139,16 @@ pub fn validate(settings: &Settings) -> Vec<ConfigError> {
     if hubspot.duns_property.trim().is_empty() {
         problem("hubspot.duns_property", "must not be empty".into());
     }
+    for (path, property) in &hubspot.company_fields {
+        if !path.starts_with("organization.") || property.trim().is_empty() {
+            problem(
+                "hubspot.company_fields",
+                format!(
+                    "{path:?}: keys are D&B element paths (organization.…) and values HubSpot property names"
+                ),
+            );
+        }
+    }
     if hubspot.timeout_secs == 0 {
         problem("hubspot.timeout_secs", "must be at least 1".into());
     }

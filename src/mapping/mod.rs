@@ -23,6 +23,7 @@ pub struct ActionRules {
     critical: BTreeSet<NotificationType>,
     create_missing_companies: bool,
     duns_property: String,
+    company_fields: BTreeMap<String, String>,
 }
 
 impl ActionRules {
@@ -65,6 +66,14 @@ impl ActionRules {
                 .collect(),
             create_missing_companies: settings.create_missing_companies,
             duns_property: settings.duns_property.clone(),
+            company_fields: if settings.company_fields.is_empty() {
+                DEFAULT_COMPANY_FIELDS
+                    .iter()
+                    .map(|(path, property)| (path.to_string(), property.to_string()))
+                    .collect()
+            } else {
+                settings.company_fields.clone()
+            },
         }
     }
 
@@ -135,7 +144,7 @@ pub fn plan(notification_id: i64, notification: &Notification, rules: &ActionRul
                 ]),
             },
             ActionKind::UpdateCompany => Action::UpdateCompany {
-                properties: company_fields(notification, &rules.duns_property),
+                properties: company_fields(notification, rules),
                 create_if_missing: rules.create_missing_companies
                     && matches!(kind, NotificationType::Seed | NotificationType::FullProduct),
             },
@@ -183,40 +192,76 @@ fn monitoring_status(kind: NotificationType) -> &'static str {
     }
 }
 
-/// D&B organization fields → HubSpot company properties (SEED and FULL_PRODUCT carry them).
-fn company_fields(notification: &Notification, duns_property: &str) -> BTreeMap<String, String> {
-    let organization = &notification.organization;
-    let text = |pointer: &str| {
-        organization.pointer(pointer).and_then(|value| match value {
-            Value::String(text) if !text.is_empty() => Some(text.clone()),
-            Value::Number(number) => Some(number.to_string()),
-            _ => None,
-        })
-    };
-    let mut properties =
-        BTreeMap::from([(duns_property.to_string(), notification.duns.to_string())]);
-    let fields = [
-        ("name", "/primaryName"),
-        ("address", "/primaryAddress/streetAddress/line1"),
-        ("city", "/primaryAddress/addressLocality/name"),
-        ("state", "/primaryAddress/addressRegion/name"),
-        ("zip", "/primaryAddress/postalCode"),
-        ("country", "/primaryAddress/addressCountry/name"),
-        ("domain", "/websiteAddress/0/domainName"),
-        ("website", "/websiteAddress/0/url"),
-        ("numberofemployees", "/numberOfEmployees/0/value"),
-        ("annualrevenue", "/financials/0/yearlyRevenue/0/value"),
-    ];
-    for (property, pointer) in fields {
-        if let Some(value) = text(pointer) {
-            properties.insert(property.to_string(), value);
-        }
+/// The default `hubspot.company_fields`: D&B element path → HubSpot company property.
+pub const DEFAULT_COMPANY_FIELDS: [(&str, &str); 11] = [
+    ("organization.primaryName", "name"),
+    ("organization.telephone", "phone"),
+    ("organization.primaryAddress.streetAddress.line1", "address"),
+    ("organization.primaryAddress.addressLocality.name", "city"),
+    ("organization.primaryAddress.addressRegion.name", "state"),
+    ("organization.primaryAddress.postalCode", "zip"),
+    ("organization.primaryAddress.addressCountry.name", "country"),
+    ("organization.websiteAddress.0.url", "website"),
+    ("organization.websiteAddress.0.domainName", "domain"),
+    (
+        "organization.numberOfEmployees.0.value",
+        "numberofemployees",
+    ),
+    (
+        "organization.financials.0.yearlyRevenue.0.value",
+        "annualrevenue",
+    ),
+];
+
+/// Follows dotted segments (numbers index arrays) into a JSON value.
+fn walk<'a>(mut value: &'a Value, path: &str) -> Option<&'a Value> {
+    for segment in path.split('.').filter(|segment| !segment.is_empty()) {
+        value = match value {
+            Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+            Value::Object(map) => map.get(segment)?,
+            _ => return None,
+        };
     }
-    if let (Some(isd), Some(number)) = (
-        text("/telephone/0/isdCode"),
-        text("/telephone/0/telephoneNumber"),
-    ) {
-        properties.insert("phone".into(), format!("+{isd} {number}"));
+    Some(value)
+}
+
+/// A HubSpot property value for a D&B value: scalars as text, anything else rendered readably.
+fn property_value(path: &str, value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(text) if text.is_empty() => None,
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        Value::Array(items) if items.is_empty() => None,
+        other => Some(labels::render_value(path, other)),
+    }
+}
+
+/// Company properties from the notification: the full organization block of a SEED or
+/// FULL_PRODUCT, and the current values of changed elements, through the field map.
+fn company_fields(notification: &Notification, rules: &ActionRules) -> BTreeMap<String, String> {
+    let mut properties =
+        BTreeMap::from([(rules.duns_property.clone(), notification.duns.to_string())]);
+    for (path, property) in &rules.company_fields {
+        if let Some(relative) = path.strip_prefix("organization.")
+            && let Some(value) = walk(&notification.organization, relative)
+                .and_then(|value| property_value(path, value))
+        {
+            properties.insert(property.clone(), value);
+        }
+        for change in &notification.elements {
+            // A changed element is the mapped path itself or an object that contains it.
+            let inner = if *path == change.element {
+                Some(&change.current)
+            } else {
+                path.strip_prefix(&format!("{}.", change.element))
+                    .and_then(|rest| walk(&change.current, rest))
+            };
+            if let Some(value) = inner.and_then(|value| property_value(path, value)) {
+                properties.insert(property.clone(), value);
+            }
+        }
     }
     properties
 }
@@ -345,5 +390,29 @@ mod tests {
         assert_eq!(properties["name"], "Northwind");
         assert_eq!(properties["phone"], "+86 5555551000");
         assert_eq!(properties["duns_number"], "021258997");
+    }
+
+    #[test]
+    fn changed_elements_sync_through_the_field_map_when_the_table_asks() {
+        let mut settings = HubSpotSettings::default();
+        settings
+            .actions
+            .insert("UPDATE".into(), vec!["update_company".into()]);
+        let rules = ActionRules::from_settings(&settings);
+        let elements = json!({"elements": [
+            {"element": "organization.primaryAddress", "previous": {"postalCode": "94110"},
+             "current": {"postalCode": "94107", "addressLocality": {"name": "San Francisco"}}},
+            {"element": "organization.primaryName", "previous": "A", "current": "B"}]});
+        let Action::UpdateCompany {
+            properties,
+            create_if_missing,
+        } = &plan(1, &notification("UPDATE", elements), &rules).actions[0]
+        else {
+            panic!()
+        };
+        assert!(!create_if_missing);
+        assert_eq!(properties["zip"], "94107");
+        assert_eq!(properties["city"], "San Francisco");
+        assert_eq!(properties["name"], "B");
     }
 }

@@ -41,6 +41,7 @@ pub struct HubSpotExecutor {
     default_owner_email: String,
     default_owner: tokio::sync::OnceCell<Option<String>>,
     time_zone: tokio::sync::OnceCell<String>,
+    configured_time_zone: String,
     /// How long a lost create is given to appear in search before it is re-sent.
     reconcile_after: Duration,
     outage_pause: Duration,
@@ -67,6 +68,7 @@ impl HubSpotExecutor {
             default_owner_email: settings.default_owner_email.trim().to_string(),
             default_owner: tokio::sync::OnceCell::new(),
             time_zone: tokio::sync::OnceCell::new(),
+            configured_time_zone: settings.time_zone.trim().to_string(),
             reconcile_after: Duration::from_secs(settings.reconcile_after_secs),
             outage_pause: Duration::from_secs(settings.outage_pause_secs),
             auth_probe: Duration::from_secs(settings.auth_probe_secs),
@@ -91,10 +93,15 @@ impl HubSpotExecutor {
             .cloned()
     }
 
-    /// The portal's time zone, read once from account info.
+    /// The portal's time zone: `hubspot.time_zone`, else read once from account info.
     async fn time_zone(&self) -> Result<String, HubSpotError> {
         self.time_zone
-            .get_or_try_init(|| async { Ok(self.client.account_details().await?.time_zone) })
+            .get_or_try_init(|| async {
+                match self.configured_time_zone.as_str() {
+                    "" => Ok(self.client.account_details().await?.time_zone),
+                    zone => Ok(zone.to_string()),
+                }
+            })
             .await
             .cloned()
     }
