@@ -278,6 +278,66 @@ async fn replay_by_ids_and_by_filter_counts_first_and_is_idempotent() {
 }
 
 #[tokio::test]
+async fn a_replayed_dead_notification_reaches_done_without_duplicating_hubspot_objects() {
+    let fake = FakeHubSpot::start(FakeConfig::default()).await;
+    for name in [
+        "dnb_last_alert_type",
+        "dnb_last_alert_at",
+        "dnb_critical_alert",
+        "dnb_monitoring_status",
+        "dnb_previous_duns",
+        "dnb_successor_duns",
+    ] {
+        fake.add_property(name, false);
+    }
+    fake.add_company([("name", "Delete Co"), ("duns_number", "502329781")]);
+    // HubSpot refuses the task once: the notification is dead (invalid), its company update done.
+    fake.fail_next(
+        crate::fake_hubspot::Endpoint::BatchCreate(crate::fake_hubspot::ObjectType::Tasks),
+        1,
+        crate::fake_hubspot::Fault::validation_error("Property values were not valid"),
+    );
+    let (base_url, token) = (fake.base_url(), fake.token().to_string());
+    let app = spawn_configured_app(move |settings| {
+        settings.admin.token = SecretString::from(TOKEN);
+        settings.hubspot.enabled = true;
+        settings.hubspot.base_url = base_url;
+        settings.hubspot.api_token = SecretString::from(token);
+    })
+    .await;
+    app.accept(sample("delete.json"), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'dead'",
+        1,
+    )
+    .await;
+    let updates_before = fake.calls(crate::fake_hubspot::Endpoint::BatchUpdate(
+        crate::fake_hubspot::ObjectType::Companies,
+    ));
+
+    let (_, replayed) = admin_replay(&app, json!({"filter": {"status": "dead"}})).await;
+    assert_eq!(
+        (replayed["matched"].as_u64(), replayed["enqueued"].as_u64()),
+        (Some(1), Some(1))
+    );
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        1,
+    )
+    .await;
+
+    assert_eq!((fake.tasks().len(), fake.notes().len()), (1, 1));
+    assert_eq!(
+        fake.calls(crate::fake_hubspot::Endpoint::BatchUpdate(
+            crate::fake_hubspot::ObjectType::Companies
+        )),
+        updates_before,
+        "the company update was a checkpoint and was not sent again"
+    );
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
 async fn a_replayed_notification_reaches_done_again_without_duplicating_hubspot_objects() {
     let fake = FakeHubSpot::start(FakeConfig::default()).await;
     for name in [

@@ -126,3 +126,65 @@ async fn send_signs_and_posts_samples_and_healthcheck_probes_the_service() {
     let unhealthy = bridge(&["healthcheck", "--url", "http://127.0.0.1:9/health"], &[]);
     assert_eq!(unhealthy.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn the_replay_command_counts_then_re_enqueues_on_the_journal() {
+    let app = spawn_app().await;
+    app.accept(sample("update.json"), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        2,
+    )
+    .await;
+    let stopped = app.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  url: \"sqlite://{}\"\n",
+            stopped.db_path.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_string();
+
+    let dry = bridge(
+        &[
+            "--config",
+            &config,
+            "replay",
+            "--type",
+            "UPDATE",
+            "--dry-run",
+        ],
+        &[],
+    );
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(
+        text(&dry.stdout).contains("matched 2 enqueued 0"),
+        "{}",
+        text(&dry.stdout)
+    );
+    assert_eq!(
+        stopped.count("SELECT count(*) FROM notifications WHERE status = 'pending'"),
+        0
+    );
+
+    let real = bridge(
+        &[
+            "--config", &config, "replay", "--id", "1", "--id", "99", "--id", "x",
+        ],
+        &[],
+    );
+    assert!(
+        text(&real.stdout).contains("matched 1 enqueued 1"),
+        "{}",
+        text(&real.stdout)
+    );
+    assert!(text(&real.stdout).contains("unknown ids: 99, x"));
+    assert_eq!(
+        stopped.count("SELECT count(*) FROM notifications WHERE status = 'pending'"),
+        1
+    );
+}
