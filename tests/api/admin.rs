@@ -3,7 +3,7 @@
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::fake_hubspot::{FakeConfig, FakeHubSpot};
+use crate::fake_hubspot::FakeConfig;
 use crate::helpers::*;
 
 const TOKEN: &str = "admin-token-for-tests";
@@ -279,17 +279,7 @@ async fn replay_by_ids_and_by_filter_counts_first_and_is_idempotent() {
 
 #[tokio::test]
 async fn a_replayed_dead_notification_reaches_done_without_duplicating_hubspot_objects() {
-    let fake = FakeHubSpot::start(FakeConfig::default()).await;
-    for name in [
-        "dnb_last_alert_type",
-        "dnb_last_alert_at",
-        "dnb_critical_alert",
-        "dnb_monitoring_status",
-        "dnb_previous_duns",
-        "dnb_successor_duns",
-    ] {
-        fake.add_property(name, false);
-    }
+    let fake = crate::hubspot::portal(FakeConfig::default()).await;
     fake.add_company([("name", "Delete Co"), ("duns_number", "502329781")]);
     // HubSpot refuses the task once: the notification is dead (invalid), its company update done.
     fake.fail_next(
@@ -300,9 +290,7 @@ async fn a_replayed_dead_notification_reaches_done_without_duplicating_hubspot_o
     let (base_url, token) = (fake.base_url(), fake.token().to_string());
     let app = spawn_configured_app(move |settings| {
         settings.admin.token = SecretString::from(TOKEN);
-        settings.hubspot.enabled = true;
-        settings.hubspot.base_url = base_url;
-        settings.hubspot.api_token = SecretString::from(token);
+        crate::hubspot::point_at(settings, &base_url, &token);
     })
     .await;
     app.accept(sample("delete.json"), "application/json").await;
@@ -339,24 +327,12 @@ async fn a_replayed_dead_notification_reaches_done_without_duplicating_hubspot_o
 
 #[tokio::test]
 async fn a_replayed_notification_reaches_done_again_without_duplicating_hubspot_objects() {
-    let fake = FakeHubSpot::start(FakeConfig::default()).await;
-    for name in [
-        "dnb_last_alert_type",
-        "dnb_last_alert_at",
-        "dnb_critical_alert",
-        "dnb_monitoring_status",
-        "dnb_previous_duns",
-        "dnb_successor_duns",
-    ] {
-        fake.add_property(name, false);
-    }
+    let fake = crate::hubspot::portal(FakeConfig::default()).await;
     fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
     let (base_url, token) = (fake.base_url(), fake.token().to_string());
     let app = spawn_configured_app(move |settings| {
         settings.admin.token = SecretString::from(TOKEN);
-        settings.hubspot.enabled = true;
-        settings.hubspot.base_url = base_url;
-        settings.hubspot.api_token = SecretString::from(token);
+        crate::hubspot::point_at(settings, &base_url, &token);
     })
     .await;
     let id = app.accept(sample("exit.json"), "application/json").await["ids"][0]

@@ -18,7 +18,8 @@ const ALERT_PROPERTIES: [&str; 6] = [
     "dnb_successor_duns",
 ];
 
-async fn portal(config: FakeConfig) -> FakeHubSpot {
+/// A fake portal with the bridge's alert properties in place.
+pub(crate) async fn portal(config: FakeConfig) -> FakeHubSpot {
     let fake = FakeHubSpot::start(config).await;
     for name in ALERT_PROPERTIES {
         fake.add_property(name, false);
@@ -26,12 +27,21 @@ async fn portal(config: FakeConfig) -> FakeHubSpot {
     fake
 }
 
+/// Enables HubSpot in `settings` against the fake at `base_url` with `token`.
+pub(crate) fn point_at(
+    settings: &mut dnb_hubspot_bridge::config::Settings,
+    base_url: &str,
+    token: &str,
+) {
+    settings.hubspot.enabled = true;
+    settings.hubspot.base_url = base_url.to_string();
+    settings.hubspot.api_token = SecretString::from(token.to_string());
+}
+
 async fn bridge(fake: &FakeHubSpot) -> TestApp {
     let (base_url, token) = (fake.base_url(), fake.token().to_string());
     spawn_configured_app(move |settings| {
-        settings.hubspot.enabled = true;
-        settings.hubspot.base_url = base_url;
-        settings.hubspot.api_token = SecretString::from(token);
+        point_at(settings, &base_url, &token);
         settings.hubspot.timeout_secs = 1;
         settings.hubspot.reconcile_after_secs = 1;
         settings.hubspot.outage_pause_secs = 1;
@@ -434,9 +444,7 @@ async fn an_answer_that_does_not_parse_is_retried_then_the_notification_is_dead_
     );
     let (base_url, token) = (fake.base_url(), fake.token().to_string());
     let app = spawn_configured_app(move |settings| {
-        settings.hubspot.enabled = true;
-        settings.hubspot.base_url = base_url;
-        settings.hubspot.api_token = SecretString::from(token);
+        point_at(settings, &base_url, &token);
         settings.workers.retry_initial_ms = 50;
         settings.workers.retry_max_secs = 1;
         settings.workers.dead_after = Duration::from_secs(1);
