@@ -200,6 +200,37 @@ impl HubSpotClient {
         Ok(found)
     }
 
+    /// Reads companies by record id; ids that no longer exist are absent from the answer.
+    pub async fn read_companies(
+        &self,
+        ids: &[String],
+        properties: &[String],
+    ) -> Result<Vec<SimpleObject>, HubSpotError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(BATCH_LIMIT) {
+            let body = BatchReadRequest {
+                id_property: None,
+                inputs: chunk.iter().map(|id| IdInput { id: id.clone() }).collect(),
+                properties: properties.to_vec(),
+                properties_with_history: Vec::new(),
+            };
+            let path = self
+                .version
+                .path("objects", "companies/batch/read?archived=false");
+            let answer: BatchAnswer = self
+                .call(
+                    "companies_batch_read",
+                    CallKind::Standard,
+                    Method::POST,
+                    &path,
+                    Some(&body),
+                )
+                .await?;
+            found.extend(answer.results);
+        }
+        Ok(found)
+    }
+
     /// Finds records of `object` whose `property` is one of `values` through search
     /// (for a non-unique DUNS property). Search lags writes by seconds to a minute.
     pub async fn search_in(

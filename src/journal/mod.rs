@@ -447,6 +447,12 @@ pub trait Journal: Send + Sync + 'static {
     /// notifications went.
     async fn purge(&self, before_ms: i64, limit: usize) -> Result<usize, JournalError>;
 
+    /// HubSpot companies the bridge created for these DUNS, as `(duns, company id)`.
+    async fn created_companies(
+        &self,
+        dunses: &[String],
+    ) -> Result<Vec<(String, String)>, JournalError>;
+
     /// Counts per status and the age of the backlog.
     async fn stats(&self) -> Result<JournalStats, JournalError>;
 

@@ -526,3 +526,42 @@ async fn search_lag_gives_no_duplicate_company_because_lookups_do_not_use_search
     assert_eq!(fake.calls(Endpoint::Search(ObjectType::Companies)), 0);
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn with_a_non_unique_duns_property_search_lag_still_gives_no_duplicate_company() {
+    let fake = portal(FakeConfig {
+        search_lag: Duration::from_secs(60),
+        ..FakeConfig::default()
+    })
+    .await;
+    fake.add_property("duns_number", false);
+    let app = bridge(&fake).await;
+    let seed: serde_json::Value = serde_json::from_slice(&sample("seed.json")).unwrap();
+    let first = seed["notifications"][0].clone();
+    let mut second = first.clone();
+    second["deliveryTimeStamp"] = json!("2024-05-13T09:00:00.000Z");
+    app.accept(body(vec![first]), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        1,
+    )
+    .await;
+    app.accept(body(vec![second]), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        2,
+    )
+    .await;
+
+    assert!(
+        fake.calls(Endpoint::Search(ObjectType::Companies)) >= 2,
+        "lookups went through search"
+    );
+    assert_eq!(
+        fake.companies().len(),
+        1,
+        "the journal remembered the company search could not see yet"
+    );
+    assert_eq!(fake.notes().len(), 2);
+    fake.assert_no_violations();
+}

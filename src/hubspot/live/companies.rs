@@ -166,6 +166,28 @@ async fn create_missing(
         return Ok(());
     }
     let mut created: HashMap<String, String> = HashMap::new();
+    // A company this bridge created earlier may not show in search yet (when the DUNS property is
+    // not unique, lookups go through search): the journal remembers it.
+    let dunses: Vec<String> = inputs.keys().cloned().collect();
+    let remembered = executor
+        .journal
+        .created_companies(&dunses)
+        .await
+        .unwrap_or_default();
+    let mut reused: HashMap<String, String> = HashMap::new();
+    if !remembered.is_empty() {
+        let ids: Vec<String> = remembered.iter().map(|(_, id)| id.clone()).collect();
+        let still_there = executor
+            .client
+            .read_companies(&ids, &[executor.duns_property.clone()])
+            .await?;
+        for (duns, id) in remembered {
+            if still_there.iter().any(|company| company.id == id) {
+                inputs.remove(&duns);
+                reused.insert(duns, id);
+            }
+        }
+    }
     let mut refused: HashMap<String, String> = HashMap::new();
     let all: Vec<CreateInput> = inputs
         .into_iter()
@@ -223,13 +245,23 @@ async fn create_missing(
         .filter(|item| item.ended.is_none() && item.company.is_none())
     {
         let duns = item.planned.notification.duns.to_string();
-        if let Some(id) = created.get(&duns) {
+        if let Some(id) = reused.get(&duns) {
+            // Found, not created: its fields are written by the update step.
+            let name =
+                creatable_properties(item).and_then(|properties| properties.get("name").cloned());
+            item.company = Some(CompanyView {
+                id: id.clone(),
+                name,
+                duns,
+                other_ids_with_same_duns: Vec::new(),
+            });
+        } else if let Some(id) = created.get(&duns) {
             let name =
                 creatable_properties(item).and_then(|properties| properties.get("name").cloned());
             item.records.push(done_record(
                 ActionKind::UpdateCompany,
                 id,
-                serde_json::json!({"created": true}),
+                serde_json::json!({"created": true, "duns": duns}),
             ));
             item.company = Some(CompanyView {
                 id: id.clone(),

@@ -53,6 +53,9 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../../migrations/sqlite/0001_journal.sql")),
         M::up(include_str!("../../../migrations/sqlite/0002_replays.sql")),
+        M::up(include_str!(
+            "../../../migrations/sqlite/0003_created_companies.sql"
+        )),
     ])
 }
 
@@ -333,6 +336,24 @@ impl Journal for SqliteJournal {
             reply,
         })
         .await
+    }
+
+    async fn created_companies(
+        &self,
+        dunses: &[String],
+    ) -> Result<Vec<(String, String)>, JournalError> {
+        let list = serde_json::to_string(dunses).expect("strings serialise");
+        self.readers
+            .run(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT json_extract(detail, '$.duns'), object_id FROM actions
+                     WHERE kind = 'update_company' AND state = 'done' AND object_id IS NOT NULL
+                       AND json_extract(detail, '$.duns') IN (SELECT value FROM json_each(?1))",
+                )?;
+                let rows = statement.query_map([list], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                rows.collect()
+            })
+            .await
     }
 
     async fn stats(&self) -> Result<JournalStats, JournalError> {
