@@ -179,7 +179,7 @@ async fn create_missing(
         let ids: Vec<String> = remembered.iter().map(|(_, id)| id.clone()).collect();
         let still_there = executor
             .client
-            .read_companies(&ids, &[executor.duns_property.clone()])
+            .read_companies(&ids, std::slice::from_ref(&executor.duns_property))
             .await?;
         for (duns, id) in remembered {
             if still_there.iter().any(|company| company.id == id) {
