@@ -47,13 +47,14 @@ const SAMPLES: &str = "../shared/samples/SAMPLE_REGISTRATION_20240513080000_NOTI
 /// What the bridge writes into every task and note body, followed by the notification id.
 const MARKER: &str = "dnb-hubspot-bridge notification ";
 /// Company properties the bridge writes, which must exist in the portal.
-const ALERT_PROPERTIES: [&str; 6] = [
+const ALERT_PROPERTIES: [&str; 7] = [
     "dnb_last_alert_type",
     "dnb_last_alert_at",
     "dnb_critical_alert",
     "dnb_monitoring_status",
     "dnb_previous_duns",
     "dnb_successor_duns",
+    "dnb_duplicate_of",
 ];
 /// The seeded owner, also the service's `default_owner_email`.
 const OWNER_EMAIL: &str = "owner@bench.example";

@@ -140,6 +140,12 @@ pub fn required(duns_property: &str) -> Vec<PropertyCreate> {
             TEXT,
             "A D-U-N-S D&B transferred this company to that another company holds.",
         ),
+        property(
+            "dnb_duplicate_of",
+            "Duplicate of (D&B)",
+            TEXT,
+            "Set on companies sharing a D-U-N-S with an older one: the record id the bridge acts on.",
+        ),
     ]
 }
 

@@ -9,13 +9,14 @@ use serde_json::json;
 use crate::fake_hubspot::{Endpoint, FakeConfig, FakeHubSpot, Fault, ObjectType};
 use crate::helpers::*;
 
-const ALERT_PROPERTIES: [&str; 6] = [
+const ALERT_PROPERTIES: [&str; 7] = [
     "dnb_last_alert_type",
     "dnb_last_alert_at",
     "dnb_critical_alert",
     "dnb_monitoring_status",
     "dnb_previous_duns",
     "dnb_successor_duns",
+    "dnb_duplicate_of",
 ];
 
 /// A fake portal with the bridge's alert properties in place.
@@ -563,5 +564,49 @@ async fn with_a_non_unique_duns_property_search_lag_still_gives_no_duplicate_com
         "the journal remembered the company search could not see yet"
     );
     assert_eq!(fake.notes().len(), 2);
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn with_several_companies_for_one_duns_the_oldest_is_acted_on_and_the_others_are_flagged() {
+    let fake = portal(FakeConfig::default()).await;
+    fake.add_property("duns_number", false);
+    let oldest = fake.add_company_created_at(
+        [("name", "Acme (old)"), ("duns_number", "804735132")],
+        chrono::Utc::now() - chrono::Duration::days(30),
+    );
+    let newer = fake.add_company_created_at(
+        [("name", "Acme (new)"), ("duns_number", "804735132")],
+        chrono::Utc::now() - chrono::Duration::days(1),
+    );
+    let app = bridge(&fake).await;
+    app.accept(
+        body(vec![notification(
+            "DELETE",
+            "804735132",
+            "2024-05-13T08:00:00.000Z",
+        )]),
+        "application/json",
+    )
+    .await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        1,
+    )
+    .await;
+
+    assert_eq!(fake.tasks()[0].associations[0].to_id, oldest);
+    assert_eq!(
+        fake.company(&oldest).unwrap().properties["dnb_last_alert_type"],
+        "DELETE"
+    );
+    assert_eq!(
+        fake.company(&newer).unwrap().properties["dnb_duplicate_of"],
+        oldest
+    );
+    assert!(
+        fake.notes()[0].properties["hs_note_body"].contains(&newer),
+        "the note names the duplicate"
+    );
     fake.assert_no_violations();
 }

@@ -329,6 +329,13 @@ async fn update(executor: &HubSpotExecutor, work: &mut [Work<'_>]) -> Result<(),
             _ => {}
         }
         if !properties.is_empty() {
+            // Companies sharing the DUNS with this older one are flagged as its duplicates.
+            for other in &company.other_ids_with_same_duns {
+                merged
+                    .entry(other.clone())
+                    .or_default()
+                    .insert("dnb_duplicate_of".into(), company.id.clone());
+            }
             merged
                 .entry(company.id.clone())
                 .or_default()
