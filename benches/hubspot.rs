@@ -46,16 +46,14 @@ const REQUEST_INTERVAL: Duration = Duration::from_millis(100);
 const SAMPLES: &str = "../shared/samples/SAMPLE_REGISTRATION_20240513080000_NOTIFICATION_1.ndjson";
 /// What the bridge writes into every task and note body, followed by the notification id.
 const MARKER: &str = "dnb-hubspot-bridge notification ";
-/// Company properties the bridge writes, which must exist in the portal.
-const ALERT_PROPERTIES: [&str; 7] = [
-    "dnb_last_alert_type",
-    "dnb_last_alert_at",
-    "dnb_critical_alert",
-    "dnb_monitoring_status",
-    "dnb_previous_duns",
-    "dnb_successor_duns",
-    "dnb_duplicate_of",
-];
+/// The company properties the bridge writes besides the DUNS property, which must exist.
+fn alert_properties() -> Vec<String> {
+    dnb_hubspot_bridge::hubspot::properties::required("duns_number")
+        .into_iter()
+        .skip(1)
+        .map(|property| property.name)
+        .collect()
+}
 /// The seeded owner, also the service's `default_owner_email`.
 const OWNER_EMAIL: &str = "owner@bench.example";
 /// Targets: API calls per notification, and p99 receipt-to-done before adding the batch wait.
@@ -129,8 +127,8 @@ fn run() -> anyhow::Result<bool> {
 
 /// Seeds the alert properties, the owner and the companies; returns how many companies.
 fn seed(fake: &FakeHubSpot) -> usize {
-    for name in ALERT_PROPERTIES {
-        fake.add_property(name, false);
+    for name in alert_properties() {
+        fake.add_property(&name, false);
     }
     let owner = fake.add_owner(OWNER_EMAIL);
     // Created a day ago, so already searchable like any established record.

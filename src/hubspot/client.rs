@@ -172,32 +172,8 @@ impl HubSpotClient {
         values: &[String],
         properties: &[String],
     ) -> Result<Vec<SimpleObject>, HubSpotError> {
-        let mut found = Vec::new();
-        for chunk in values.chunks(BATCH_LIMIT) {
-            let body = BatchReadRequest {
-                id_property: Some(id_property.to_string()),
-                inputs: chunk
-                    .iter()
-                    .map(|value| IdInput { id: value.clone() })
-                    .collect(),
-                properties: properties.to_vec(),
-                properties_with_history: Vec::new(),
-            };
-            let path = self
-                .version
-                .path("objects", "companies/batch/read?archived=false");
-            let answer: BatchAnswer = self
-                .call(
-                    "companies_batch_read",
-                    CallKind::Standard,
-                    Method::POST,
-                    &path,
-                    Some(&body),
-                )
-                .await?;
-            found.extend(answer.results);
-        }
-        Ok(found)
+        self.batch_read_companies(Some(id_property), values, properties)
+            .await
     }
 
     /// Reads companies by record id; ids that no longer exist are absent from the answer.
@@ -206,17 +182,29 @@ impl HubSpotClient {
         ids: &[String],
         properties: &[String],
     ) -> Result<Vec<SimpleObject>, HubSpotError> {
+        self.batch_read_companies(None, ids, properties).await
+    }
+
+    async fn batch_read_companies(
+        &self,
+        id_property: Option<&str>,
+        values: &[String],
+        properties: &[String],
+    ) -> Result<Vec<SimpleObject>, HubSpotError> {
+        let path = self
+            .version
+            .path("objects", "companies/batch/read?archived=false");
         let mut found = Vec::new();
-        for chunk in ids.chunks(BATCH_LIMIT) {
+        for chunk in values.chunks(BATCH_LIMIT) {
             let body = BatchReadRequest {
-                id_property: None,
-                inputs: chunk.iter().map(|id| IdInput { id: id.clone() }).collect(),
+                id_property: id_property.map(str::to_string),
+                inputs: chunk
+                    .iter()
+                    .map(|value| IdInput { id: value.clone() })
+                    .collect(),
                 properties: properties.to_vec(),
                 properties_with_history: Vec::new(),
             };
-            let path = self
-                .version
-                .path("objects", "companies/batch/read?archived=false");
             let answer: BatchAnswer = self
                 .call(
                     "companies_batch_read",

@@ -9,21 +9,20 @@ use serde_json::json;
 use crate::fake_hubspot::{Endpoint, FakeConfig, FakeHubSpot, Fault, ObjectType};
 use crate::helpers::*;
 
-const ALERT_PROPERTIES: [&str; 7] = [
-    "dnb_last_alert_type",
-    "dnb_last_alert_at",
-    "dnb_critical_alert",
-    "dnb_monitoring_status",
-    "dnb_previous_duns",
-    "dnb_successor_duns",
-    "dnb_duplicate_of",
-];
+/// The company properties the bridge writes besides the DUNS property, which must exist.
+fn alert_properties() -> Vec<String> {
+    dnb_hubspot_bridge::hubspot::properties::required("duns_number")
+        .into_iter()
+        .skip(1)
+        .map(|property| property.name)
+        .collect()
+}
 
 /// A fake portal with the bridge's alert properties in place.
 pub(crate) async fn portal(config: FakeConfig) -> FakeHubSpot {
     let fake = FakeHubSpot::start(config).await;
-    for name in ALERT_PROPERTIES {
-        fake.add_property(name, false);
+    for name in alert_properties() {
+        fake.add_property(&name, false);
     }
     fake
 }
@@ -421,8 +420,8 @@ async fn a_portal_without_the_alert_properties_pauses_the_workers_until_bootstra
     }
     assert!(fake.tasks().is_empty());
 
-    for name in ALERT_PROPERTIES {
-        fake.add_property(name, false);
+    for name in alert_properties() {
+        fake.add_property(&name, false);
     }
     app.wait_for_count(
         "SELECT count(*) FROM notifications WHERE status = 'done'",
@@ -493,6 +492,25 @@ async fn a_batch_refused_with_400_is_halved_until_only_the_bad_input_fails() {
     );
 }
 
+/// Sends the SEED sample, waits for it, then the same SEED delivered an hour later.
+async fn seed_twice_in_separate_batches(fake: &FakeHubSpot) -> TestApp {
+    let app = bridge(fake).await;
+    let seed: serde_json::Value = serde_json::from_slice(&sample("seed.json")).unwrap();
+    let first = seed["notifications"][0].clone();
+    let mut second = first.clone();
+    second["deliveryTimeStamp"] = json!("2024-05-13T09:00:00.000Z");
+    for (notification, done) in [(first, 1), (second, 2)] {
+        app.accept(body(vec![notification]), "application/json")
+            .await;
+        app.wait_for_count(
+            "SELECT count(*) FROM notifications WHERE status = 'done'",
+            done,
+        )
+        .await;
+    }
+    app
+}
+
 #[tokio::test]
 async fn search_lag_gives_no_duplicate_company_because_lookups_do_not_use_search() {
     let fake = portal(FakeConfig {
@@ -500,23 +518,7 @@ async fn search_lag_gives_no_duplicate_company_because_lookups_do_not_use_search
         ..FakeConfig::default()
     })
     .await;
-    let app = bridge(&fake).await;
-    let seed: serde_json::Value = serde_json::from_slice(&sample("seed.json")).unwrap();
-    let first = seed["notifications"][0].clone();
-    let mut second = first.clone();
-    second["deliveryTimeStamp"] = json!("2024-05-13T09:00:00.000Z");
-    app.accept(body(vec![first]), "application/json").await;
-    app.wait_for_count(
-        "SELECT count(*) FROM notifications WHERE status = 'done'",
-        1,
-    )
-    .await;
-    app.accept(body(vec![second]), "application/json").await;
-    app.wait_for_count(
-        "SELECT count(*) FROM notifications WHERE status = 'done'",
-        2,
-    )
-    .await;
+    seed_twice_in_separate_batches(&fake).await;
 
     assert_eq!(
         fake.companies().len(),
@@ -536,23 +538,7 @@ async fn with_a_non_unique_duns_property_search_lag_still_gives_no_duplicate_com
     })
     .await;
     fake.add_property("duns_number", false);
-    let app = bridge(&fake).await;
-    let seed: serde_json::Value = serde_json::from_slice(&sample("seed.json")).unwrap();
-    let first = seed["notifications"][0].clone();
-    let mut second = first.clone();
-    second["deliveryTimeStamp"] = json!("2024-05-13T09:00:00.000Z");
-    app.accept(body(vec![first]), "application/json").await;
-    app.wait_for_count(
-        "SELECT count(*) FROM notifications WHERE status = 'done'",
-        1,
-    )
-    .await;
-    app.accept(body(vec![second]), "application/json").await;
-    app.wait_for_count(
-        "SELECT count(*) FROM notifications WHERE status = 'done'",
-        2,
-    )
-    .await;
+    seed_twice_in_separate_batches(&fake).await;
 
     assert!(
         fake.calls(Endpoint::Search(ObjectType::Companies)) >= 2,
