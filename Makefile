@@ -21,6 +21,7 @@ run: build
 ## Sign the bundled D&B samples and post them to the running service, as a relay would.
 demo: build
 	$(BIN) --config $(CONFIG) send $(SAMPLES)/*.json $(SAMPLES)/*.ndjson
+	@sleep 2  # one batch wait, so the workers have processed what was sent
 	@echo
 	@curl -fsS http://127.0.0.1:8080/metrics | grep -E '^bridge_(notifications_(received|processed)_total|journal_notifications)' | grep -v ' 0$$' || true
 

@@ -245,7 +245,7 @@ impl Service {
         let journal = dir.path().join("journal.db");
         let config = dir.path().join("config.yaml");
         let log = dir.path().join("serve.log");
-        // Everything else keeps its default: 4 dry-run workers, synchronous FULL.
+        // Everything else keeps its default: 2 dry-run workers, synchronous FULL.
         // The high water mark is raised so the backlog the workers cannot drain on
         // a shared CPU never turns into 503s during the run.
         std::fs::write(

@@ -181,11 +181,11 @@ impl Default for QueueSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerSettings {
-    /// Size of the worker pool; default 4.
+    /// Size of the worker pool; default 2.
     pub count: usize,
     /// Notifications claimed at once; default 100.
     pub batch_size: usize,
-    /// How long a worker waits to fill a batch, in milliseconds; default 20.
+    /// How long a worker waits to fill a batch, in milliseconds; default 1000.
     pub batch_max_wait_ms: u64,
     /// How long a claim stays valid before another worker may take it back, in seconds; default 300.
     pub lease_secs: u64,
@@ -203,9 +203,9 @@ pub struct WorkerSettings {
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
-            count: 4,
+            count: 2,
             batch_size: 100,
-            batch_max_wait_ms: 20,
+            batch_max_wait_ms: 1000,
             lease_secs: 300,
             poll_interval_ms: 1000,
             retry_initial_ms: 1000,

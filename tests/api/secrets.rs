@@ -98,6 +98,18 @@ async fn tokens_and_signing_secrets_never_appear_in_logs_or_answers() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The outcome of the deferred notification is logged right after the pause; wait for it.
+    let logged_deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("notification processed")
+    {
+        assert!(
+            Instant::now() < logged_deadline,
+            "the outcome was never logged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     child.kill().unwrap();
     child.wait().unwrap();
 
