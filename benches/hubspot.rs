@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use chrono::{SecondsFormat, Utc};
+use dnb_hubspot_bridge::config::WorkerSettings;
 use dnb_hubspot_bridge::signature::SigningSecret;
 use fake_hubspot::{FakeConfig, FakeHubSpot};
 use serde_json::{Value, json};
@@ -59,8 +60,6 @@ const OWNER_EMAIL: &str = "owner@bench.example";
 /// Targets: API calls per notification, and p99 receipt-to-done before adding the batch wait.
 const MAX_CALLS_PER_NOTIFICATION: f64 = 0.05;
 const P99_BUDGET_MS: i64 = 2_000;
-/// `workers.batch_max_wait_ms` unless `BENCH_BRIDGE__WORKERS__BATCH_MAX_WAIT_MS` changes it.
-const DEFAULT_BATCH_WAIT_MS: i64 = 20;
 /// CPUs of the service and of this process (the fake HubSpot and the load generator).
 const SERVICE_CPU: u32 = 0;
 const LOAD_CPU: u32 = 1;
@@ -688,7 +687,7 @@ fn report(
     let batch_wait = std::env::var("BENCH_BRIDGE__WORKERS__BATCH_MAX_WAIT_MS")
         .ok()
         .and_then(|value| value.parse().ok())
-        .unwrap_or(DEFAULT_BATCH_WAIT_MS);
+        .unwrap_or(WorkerSettings::default().batch_max_wait_ms as i64);
     let budget = P99_BUDGET_MS + batch_wait;
     let target = |ok: bool, text: String| println!("  {} {text}", if ok { "OK  " } else { "MISS" });
     println!("\ntargets:");

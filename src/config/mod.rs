@@ -183,9 +183,10 @@ impl Default for QueueSettings {
 pub struct WorkerSettings {
     /// Size of the worker pool; default 2.
     pub count: usize,
-    /// Notifications claimed at once; default 100.
+    /// Notifications claimed at once; default 200.
     pub batch_size: usize,
-    /// How long a worker waits to fill a batch, in milliseconds; default 1000.
+    /// How long the oldest pending notification may wait for a batch to fill, in
+    /// milliseconds; default 2000.
     pub batch_max_wait_ms: u64,
     /// How long a claim stays valid before another worker may take it back, in seconds; default 300.
     pub lease_secs: u64,
@@ -204,8 +205,8 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             count: 2,
-            batch_size: 100,
-            batch_max_wait_ms: 1000,
+            batch_size: 200,
+            batch_max_wait_ms: 2000,
             lease_secs: 300,
             poll_interval_ms: 1000,
             retry_initial_ms: 1000,

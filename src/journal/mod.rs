@@ -462,6 +462,11 @@ pub trait Journal: Send + Sync + 'static {
     /// Pending notifications as of the last commit (cheap; for backpressure).
     fn pending_count(&self) -> u64;
 
+    /// Receipt time (unix milliseconds) of the oldest notification a claim at `now_ms` would
+    /// take (pending, due and not held back by its DUNS, or under an expired lease); `None`
+    /// when a claim would take nothing.
+    async fn oldest_claimable_received_ms(&self, now_ms: i64) -> Result<Option<i64>, JournalError>;
+
     /// Finishes queued writes and closes the backend.
     async fn close(&self);
 }

@@ -1,9 +1,12 @@
 //! The worker pool: claims from the journal, processes, records outcomes.
 //!
 //! A worker sleeps until the doorbell rings or the poll interval passes,
-//! claims up to `workers.batch_size` notifications (waiting up to
-//! `workers.batch_max_wait_ms` to fill the batch), processes them outside any
-//! transaction and records the outcomes in a second short one. On shutdown it
+//! claims up to `workers.batch_size` notifications, processes them outside any
+//! transaction and records the outcomes in a second short one. A partial batch
+//! is claimed only once its oldest notification has waited
+//! `workers.batch_max_wait_ms`, so notifications gather into full HubSpot batch
+//! calls while the wait bounds each one's delay; one worker gathers at a time,
+//! so the next one starts from the notifications that arrived after that claim. On shutdown it
 //! finishes the batch in hand and claims nothing more; whatever is unclaimed
 //! stays pending, and a lease cut short by a crash expires and is taken back.
 
@@ -14,6 +17,7 @@ pub mod retry;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +28,7 @@ pub use retry::RetryPolicy;
 
 use crate::config::WorkerSettings;
 use crate::hubspot::HubSpotStatus;
-use crate::journal::{Claimed, Journal};
+use crate::journal::{Claimed, Journal, now_ms};
 
 /// What every worker shares.
 #[derive(Clone)]
@@ -56,11 +60,13 @@ impl WorkerPool {
         deps: WorkerDeps,
         shutdown: CancellationToken,
     ) -> PoolHandle {
+        let gathering = Arc::new(Mutex::new(()));
         let workers = (0..settings.count)
             .map(|number| {
                 let worker = Worker {
                     name: format!("{}-{number}", deps.instance),
                     deps: deps.clone(),
+                    gathering: gathering.clone(),
                     settings: settings.clone(),
                     shutdown: shutdown.clone(),
                 };
@@ -85,6 +91,8 @@ impl PoolHandle {
 struct Worker {
     name: String,
     deps: WorkerDeps,
+    /// Held by the worker that is gathering and claiming a batch.
+    gathering: Arc<Mutex<()>>,
     settings: WorkerSettings,
     shutdown: CancellationToken,
 }
@@ -130,15 +138,34 @@ impl Worker {
         }
     }
 
-    /// Claims a batch. While fewer than a batch are pending, it first waits the batch wait so
-    /// they gather in the journal: whichever worker claims after the wait takes them whole,
-    /// instead of each woken worker taking a sliver (fewer, fuller HubSpot batch calls).
+    /// Claims a batch: at once when a full batch is pending, else when the oldest due
+    /// notification has waited the batch wait. Under the gathering lock, so a worker that
+    /// comes next sees only what arrived after the previous claim and waits for it to
+    /// gather instead of taking a sliver (fewer, fuller HubSpot batch calls).
     async fn claim_batch(&self) -> Vec<Claimed> {
         let size = self.settings.batch_size;
         let wait = Duration::from_millis(self.settings.batch_max_wait_ms);
-        if !wait.is_zero() && (self.deps.journal.pending_count() as usize) < size {
+        let _gathering = tokio::select! {
+            guard = self.gathering.lock() => guard,
+            _ = self.shutdown.cancelled() => return Vec::new(),
+        };
+        while (self.deps.journal.pending_count() as usize) < size {
+            let now = now_ms();
+            let oldest = match self.deps.journal.oldest_claimable_received_ms(now).await {
+                Ok(Some(oldest)) => oldest,
+                // Nothing to claim: a claim now would only race with what is arriving.
+                Ok(None) => return Vec::new(),
+                Err(error) => {
+                    tracing::error!(worker = %self.name, error = %error, "could not read the backlog");
+                    break;
+                }
+            };
+            let waited = Duration::from_millis((now - oldest).max(0) as u64);
+            let Some(left) = wait.checked_sub(waited).filter(|left| !left.is_zero()) else {
+                break;
+            };
             tokio::select! {
-                _ = sleep(wait) => {}
+                _ = sleep(left) => {}
                 _ = self.shutdown.cancelled() => return Vec::new(),
             }
         }

@@ -231,6 +231,49 @@ async fn a_refused_token_pauses_the_workers_while_ingest_and_readiness_carry_on(
 }
 
 #[tokio::test]
+async fn deliveries_arriving_within_the_batch_wait_share_one_batch_of_calls() {
+    let fake = portal(FakeConfig::default()).await;
+    let dunses = ["804735132", "021258997", "643788021"];
+    for (number, duns) in dunses.iter().enumerate() {
+        fake.add_company([
+            ("name", format!("Company {number}").as_str()),
+            ("duns_number", duns),
+        ]);
+    }
+    let (base_url, token) = (fake.base_url(), fake.token().to_string());
+    let app = spawn_configured_app(move |settings| {
+        point_at(settings, &base_url, &token);
+        settings.workers.count = 2;
+        settings.workers.batch_max_wait_ms = 1500;
+    })
+    .await;
+
+    for duns in dunses {
+        app.accept(
+            body(vec![notification(
+                "DELETE",
+                duns,
+                "2024-05-13T08:24:28.972Z",
+            )]),
+            "application/json",
+        )
+        .await;
+    }
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        3,
+    )
+    .await;
+
+    // Each delivery woke a worker, yet the three were claimed together.
+    assert_eq!(fake.calls(Endpoint::BatchRead(ObjectType::Companies)), 1);
+    assert_eq!(fake.calls(Endpoint::BatchCreate(ObjectType::Tasks)), 1);
+    assert_eq!(fake.calls(Endpoint::BatchCreate(ObjectType::Notes)), 1);
+    assert_eq!(fake.tasks().len(), 3);
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
 async fn updates_of_one_company_in_one_batch_share_one_note_recorded_on_each() {
     let fake = portal(FakeConfig::default()).await;
     let company = fake.add_company([("name", "Northwind"), ("duns_number", "021258997")]);

@@ -396,6 +396,30 @@ impl Journal for SqliteJournal {
         self.pending.load(Ordering::Relaxed)
     }
 
+    async fn oldest_claimable_received_ms(&self, now_ms: i64) -> Result<Option<i64>, JournalError> {
+        self.readers
+            .run(move |connection| {
+                let expired: Option<i64> = connection
+                    .prepare_cached(
+                        "SELECT min(received_at) FROM notifications
+                         WHERE status = 'processing' AND lease_until <= ?1",
+                    )?
+                    .query_row([now_ms], |row| row.get(0))?;
+                if expired.is_some() {
+                    return Ok(expired);
+                }
+                connection
+                    .prepare_cached(&format!(
+                        "SELECT received_at FROM notifications WHERE {}
+                         ORDER BY received_at, id LIMIT 1",
+                        writer::CLAIMABLE
+                    ))?
+                    .query_row([now_ms], |row| row.get(0))
+                    .optional()
+            })
+            .await
+    }
+
     async fn close(&self) {
         let threads = self.threads.lock().expect("journal thread handles").take();
         let Some((writer, checkpointer)) = threads else {

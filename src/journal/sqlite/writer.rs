@@ -562,6 +562,14 @@ fn insert_rejected(
 }
 
 /// Leases due notifications, a DUNS at a time in delivery order.
+/// Pending notifications a claim at `?1` may take: due, and of a DUNS that no lease holds and
+/// none of whose notifications waits for a retry.
+pub(super) const CLAIMABLE: &str =
+    "status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
+    AND duns NOT IN (SELECT duns FROM notifications WHERE status = 'processing')
+    AND duns NOT IN (SELECT duns FROM notifications INDEXED BY notifications_waiting
+                     WHERE status = 'pending' AND next_attempt_at > ?1)";
+
 fn claim(
     connection: &Connection,
     worker: &str,
@@ -579,15 +587,9 @@ fn claim(
         tracing::warn!(recovered, "took back notifications whose lease expired");
     }
 
-    // A DUNS is eligible when no lease holds it and none of its notifications waits for a retry.
-    let mut candidates = connection.prepare_cached(
-        "SELECT duns FROM notifications
-         WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
-           AND duns NOT IN (SELECT duns FROM notifications WHERE status = 'processing')
-           AND duns NOT IN (SELECT duns FROM notifications INDEXED BY notifications_waiting
-                            WHERE status = 'pending' AND next_attempt_at > ?1)
-         ORDER BY received_at, id LIMIT ?2",
-    )?;
+    let mut candidates = connection.prepare_cached(&format!(
+        "SELECT duns FROM notifications WHERE {CLAIMABLE} ORDER BY received_at, id LIMIT ?2"
+    ))?;
     let mut seen = HashSet::new();
     let dunses: Vec<String> = candidates
         .query_map(rusqlite::params![now, limit as i64], |row| {
