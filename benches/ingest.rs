@@ -1,7 +1,7 @@
 //! Ingest benchmark of the release binary: `make bench-ingest`.
 //!
 //! For 1 and then 10 notifications per request, a fresh `serve` (dry-run, the
-//! default 4 workers, `storage.synchronous: full`) is started on a temporary
+//! default workers, `storage.synchronous: full`) is started on a temporary
 //! journal and pinned to CPU 0, while this process, pinned to CPU 1, posts
 //! signed, unique deliveries over 32 keep-alive HTTP/1.1 connections from a
 //! single-threaded runtime: a 1 s warm-up, then `BENCH_SECONDS` (default 10)
@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use dnb_hubspot_bridge::config::WorkerSettings;
 use dnb_hubspot_bridge::signature::SigningSecret;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Bytes;
@@ -50,6 +51,14 @@ const LOAD_CPU: u32 = 1;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for exit after SIGTERM; above the service's 25 s `shutdown_timeout_secs`.
 const STOP_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// A worker setting as the service sees it: a `BENCH_BRIDGE__…` override, else the default.
+fn setting(key: &str, default: usize) -> usize {
+    std::env::var(format!("BENCH_BRIDGE__{key}"))
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
 
 fn main() -> ExitCode {
     match run() {
@@ -773,8 +782,10 @@ fn summary(
     );
     let _ = writeln!(
         text,
-        "Setup: release build, dry-run, 4 workers, storage.synchronous full, {placement}; \
+        "Setup: release build, dry-run, {} workers (batches of {}), storage.synchronous full, {placement}; \
          {CONCURRENCY} keep-alive HTTP/1.1 connections over loopback, {} s measured after a {} s warm-up.",
+        setting("WORKERS__COUNT", WorkerSettings::default().count),
+        setting("WORKERS__BATCH_SIZE", WorkerSettings::default().batch_size),
         seconds.as_secs(),
         WARM_UP.as_secs()
     );

@@ -144,6 +144,47 @@ async fn a_duns_is_claimed_whole_in_delivery_order_and_never_by_two_workers() {
 }
 
 #[tokio::test]
+async fn a_batch_larger_than_one_write_slice_is_claimed_and_completed_whole_in_order() {
+    let fixture = open().await;
+    // 150 notifications over 50 DUNS, each DUNS's three delivered newest first.
+    let items: Vec<_> = (0..150)
+        .map(|index| {
+            let duns = format!("{:09}", 100_000_000 + index % 50);
+            let hour = 20 - index / 50;
+            notification("UPDATE", &duns, &format!("2024-05-13T{hour:02}:00:00Z"))
+        })
+        .collect();
+    append(&fixture.journal, json!(items)).await;
+
+    let claimed = fixture.journal.claim("worker-a", 200, LONG).await.unwrap();
+    assert_eq!(claimed.len(), 150);
+    let mut last_hour = std::collections::HashMap::new();
+    for notification in &claimed {
+        let stored: serde_json::Value = serde_json::from_str(&notification.raw).unwrap();
+        let delivered = stored["deliveryTimeStamp"].as_str().unwrap().to_string();
+        if let Some(previous) = last_hour.insert(notification.duns.clone(), delivered.clone()) {
+            assert!(previous < delivered, "{} out of order", notification.duns);
+        }
+    }
+    assert!(
+        fixture
+            .journal
+            .claim("worker-b", 200, LONG)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    fixture
+        .journal
+        .complete("worker-a", claimed.iter().map(|c| done(c.id)).collect())
+        .await
+        .unwrap();
+    let stats = fixture.journal.stats().await.unwrap();
+    assert_eq!(stats.counts.get(&journal::Status::Done), Some(&150));
+}
+
+#[tokio::test]
 async fn dead_notifications_release_their_duns() {
     let fixture = open().await;
     append(

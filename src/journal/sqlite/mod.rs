@@ -131,6 +131,11 @@ impl SqliteJournal {
     }
 }
 
+/// Most notifications one claim or outcome transaction of a worker touches. The writer
+/// commits the appends queued meanwhile between two slices, so a 202 waits for at most
+/// one slice of worker writes, not for a whole batch.
+const WORKER_WRITE_SLICE: usize = 32;
+
 #[async_trait]
 impl Journal for SqliteJournal {
     async fn append(&self, delivery: Delivery) -> Result<AppendOutcome, JournalError> {
@@ -143,29 +148,56 @@ impl Journal for SqliteJournal {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, JournalError> {
-        let worker = worker.to_string();
         let lease_ms = lease.as_millis() as i64;
-        self.send(|reply| Command::Claim {
-            worker,
-            limit,
-            lease_ms,
-            reply,
-        })
-        .await
+        let mut claimed: Vec<Claimed> = Vec::with_capacity(limit);
+        // In slices of about WORKER_WRITE_SLICE, each its own transaction: a DUNS is claimed
+        // by one slice and held from then on, so the concatenation keeps every DUNS's order.
+        while claimed.len() < limit {
+            let worker = worker.to_string();
+            let taken = match self
+                .send(|reply| Command::Claim {
+                    worker,
+                    limit: limit - claimed.len(),
+                    slice: WORKER_WRITE_SLICE,
+                    lease_ms,
+                    reply,
+                })
+                .await
+            {
+                Ok(taken) => taken,
+                // What earlier slices leased is the caller's to process, not to wait out.
+                Err(error) if !claimed.is_empty() => {
+                    tracing::warn!(error = %error, claimed = claimed.len(), "claim cut short");
+                    break;
+                }
+                Err(error) => return Err(error),
+            };
+            if taken.is_empty() {
+                break;
+            }
+            claimed.extend(taken);
+        }
+        Ok(claimed)
     }
 
     async fn complete(
         &self,
         worker: &str,
-        completions: Vec<Completion>,
+        mut completions: Vec<Completion>,
     ) -> Result<(), JournalError> {
-        let worker = worker.to_string();
-        self.send(|reply| Command::Complete {
-            worker,
-            completions,
-            reply,
-        })
-        .await
+        // In slices, each its own transaction; each notification's outcome is atomic.
+        while !completions.is_empty() {
+            let rest = completions.split_off(completions.len().min(WORKER_WRITE_SLICE));
+            let worker = worker.to_string();
+            self.send(|reply| Command::Complete {
+                worker,
+                completions,
+                reply,
+            })
+            .await?;
+            completions = rest;
+        }
+        Ok(())
     }
 
     async fn record_actions(

@@ -1,9 +1,10 @@
 //! The writer thread: every write of the SQLite journal, group-committed.
 //!
-//! The thread takes one command, drains whatever else is queued, runs them
-//! all in one `BEGIN IMMEDIATE` transaction and answers each caller only after
-//! COMMIT returned. Appends of the whole group share multi-row INSERTs. When a
-//! group fails, its commands are committed one by one, so one failing command
+//! The thread takes one command and drains whatever else is queued. The
+//! appends among them run in one `BEGIN IMMEDIATE` transaction, the other
+//! commands (claims, outcomes, replays, purges) in a second one, and each
+//! caller is answered only after its COMMIT returned. Appends of the whole
+//! group share multi-row INSERTs. When a group fails, its commands are committed one by one, so one failing command
 //! cannot fail the others (savepoints would isolate them too, but copy every
 //! touched page into a sub-journal on the hot path).
 
@@ -37,6 +38,7 @@ pub(super) enum Command {
     Claim {
         worker: String,
         limit: usize,
+        slice: usize,
         lease_ms: i64,
         reply: Reply<Vec<Claimed>>,
     },
@@ -114,7 +116,17 @@ impl Writer {
                 .iter()
                 .position(|command| matches!(command, Command::Close { .. }));
             let closing = close.map(|index| group.split_off(index));
-            self.execute(group);
+            // Appends commit and are answered first, in a transaction of their own: a 202 waits
+            // for a worker's write only when one was already running as its request arrived
+            // (and those are short: the journal sends them in slices), never for those queued.
+            let (appends, others): (Vec<_>, Vec<_>) = group
+                .into_iter()
+                .partition(|command| matches!(command, Command::Append { .. }));
+            for part in [appends, others] {
+                if !part.is_empty() {
+                    self.execute(part);
+                }
+            }
             if let Some(mut rest) = closing {
                 // Commands queued after Close are refused by dropping their reply senders.
                 if let Command::Close { reply } = rest.remove(0) {
@@ -263,9 +275,10 @@ fn run_commands(
             Command::Claim {
                 worker,
                 limit,
+                slice,
                 lease_ms,
                 ..
-            } => Output::Claimed(claim(connection, worker, *limit, *lease_ms)?),
+            } => Output::Claimed(claim(connection, worker, *limit, *slice, *lease_ms)?),
             Command::Complete {
                 worker,
                 completions,
@@ -570,10 +583,14 @@ pub(super) const CLAIMABLE: &str =
     AND duns NOT IN (SELECT duns FROM notifications INDEXED BY notifications_waiting
                      WHERE status = 'pending' AND next_attempt_at > ?1)";
 
+/// Leases up to `limit` notifications. It stops taking further DUNS once `slice` are taken,
+/// but takes a DUNS's lane whole unless `limit` cuts it, so slices of one batch do not
+/// leave a DUNS's later notifications behind.
 fn claim(
     connection: &Connection,
     worker: &str,
     limit: usize,
+    slice: usize,
     lease_ms: i64,
 ) -> Result<Vec<Claimed>, JournalError> {
     let now = now_ms();
@@ -592,7 +609,7 @@ fn claim(
     ))?;
     let mut seen = HashSet::new();
     let dunses: Vec<String> = candidates
-        .query_map(rusqlite::params![now, limit as i64], |row| {
+        .query_map(rusqlite::params![now, slice.min(limit) as i64], |row| {
             row.get::<_, String>(0)
         })?
         .filter_map(Result::ok)
@@ -605,7 +622,7 @@ fn claim(
     )?;
     let mut ids: Vec<NotificationId> = Vec::with_capacity(limit);
     for duns in dunses {
-        if ids.len() >= limit {
+        if ids.len() >= slice.min(limit) {
             break;
         }
         let remaining = (limit - ids.len()) as i64;
