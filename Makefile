@@ -9,7 +9,7 @@ CONFIG ?= config.yaml
 SAMPLES ?= ../shared/samples
 BIN := target/release/dnb-hubspot-bridge
 
-.PHONY: build run demo test fmt lint bench-ingest bench-hubspot
+.PHONY: build run demo test fmt lint bench-ingest bench-hubspot bench-journal
 
 build:
 	cargo build --release --locked
@@ -42,6 +42,11 @@ lint:
 ## Ingest benchmark: release build, service on one core, load generator on the other.
 bench-ingest: build
 	cargo bench --locked --bench ingest
+
+## The journal alone on one core: the writer's ceiling for ingest, without HTTP or workers.
+bench-journal:
+	cargo bench --locked --bench journal --no-run
+	taskset -c 0 cargo bench --locked --bench journal
 
 ## HubSpot benchmark: the service against the fake HubSpot portal (lower-tier limits), 1,000 notifications at 100/s.
 bench-hubspot: build

@@ -10,6 +10,7 @@
 //! WAL passes `storage.wal_max_bytes`, so it cannot grow without bound.
 
 mod checkpoint;
+mod lanes;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,9 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../../migrations/sqlite/0002_replays.sql")),
         M::up(include_str!(
             "../../../migrations/sqlite/0003_created_companies.sql"
+        )),
+        M::up(include_str!(
+            "../../../migrations/sqlite/0004_lanes_in_memory.sql"
         )),
     ])
 }
@@ -103,9 +107,12 @@ impl SqliteJournal {
         let pending = Arc::new(AtomicU64::new(writer::pending_count(&connection)?));
         let (sender, receiver) = mpsc::channel(WRITER_QUEUE);
         let writer_pending = pending.clone();
+        let lanes = lanes::Lanes::load(&connection)?;
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || writer::Writer::new(connection, receiver, writer_pending).run())?;
+            .spawn(move || {
+                writer::Writer::new(connection, lanes, receiver, writer_pending).run()
+            })?;
         let checkpointer = checkpoint::Checkpointer::start(&path, settings.wal_max_bytes)?;
         Ok(Self {
             commands: sender,

@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Statement, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::lanes::Lanes;
 use crate::dnb::{IncomingItem, RejectedItem, ValidItem};
 use crate::journal::{
     ActionRecord, AppendOutcome, Claimed, Completion, Delivery, ItemFate, JournalError,
@@ -86,6 +87,7 @@ pub(super) fn pending_count(connection: &Connection) -> rusqlite::Result<u64> {
 
 pub(super) struct Writer {
     connection: Connection,
+    lanes: Lanes,
     receiver: mpsc::Receiver<Command>,
     pending: Arc<AtomicU64>,
 }
@@ -93,11 +95,13 @@ pub(super) struct Writer {
 impl Writer {
     pub(super) fn new(
         connection: Connection,
+        lanes: Lanes,
         receiver: mpsc::Receiver<Command>,
         pending: Arc<AtomicU64>,
     ) -> Self {
         Self {
             connection,
+            lanes,
             receiver,
             pending,
         }
@@ -152,7 +156,7 @@ impl Writer {
     /// Commits the whole group in one transaction. If it fails, each command
     /// is committed on its own so one bad command cannot fail the others.
     fn execute(&mut self, group: Vec<Command>) {
-        let result = self.transact(|connection| run_commands(connection, &group));
+        let result = self.transact(|connection, lanes| run_commands(connection, lanes, &group));
         match result {
             Ok(outputs) => {
                 self.refresh_pending();
@@ -170,8 +174,8 @@ impl Writer {
                 tracing::warn!(error = ?error, size = group.len(), "group commit failed; committing its commands one by one");
                 for command in group {
                     let result = self
-                        .transact(|connection| {
-                            run_commands(connection, std::slice::from_ref(&command))
+                        .transact(|connection, lanes| {
+                            run_commands(connection, lanes, std::slice::from_ref(&command))
                         })
                         .map(|mut outputs| outputs.remove(0));
                     if let Err(error) = &result {
@@ -184,17 +188,34 @@ impl Writer {
         }
     }
 
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction. When it fails, the transaction
+    /// rolls back and the lanes, which `work` changed as it went, are read again.
     fn transact<T>(
         &mut self,
-        work: impl FnOnce(&Connection) -> Result<T, JournalError>,
+        work: impl FnOnce(&Connection, &mut Lanes) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Dropping the transaction on an error rolls it back.
-        let value = work(&transaction)?;
-        transaction.commit()?;
-        Ok(value)
+        let result = (|| {
+            let transaction = self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Dropping the transaction on an error rolls it back.
+            let value = work(&transaction, &mut self.lanes)?;
+            transaction.commit()?;
+            Ok(value)
+        })();
+        if result.is_err() {
+            self.reload_lanes();
+        }
+        result
+    }
+
+    fn reload_lanes(&mut self) {
+        match Lanes::load(&self.connection) {
+            Ok(lanes) => self.lanes = lanes,
+            Err(error) => {
+                tracing::error!(error = %error, "could not read the pending notifications")
+            }
+        }
     }
 
     fn refresh_pending(&self) {
@@ -256,6 +277,7 @@ impl Command {
 /// (shared multi-row inserts), then the others in order.
 fn run_commands(
     connection: &Connection,
+    lanes: &mut Lanes,
     commands: &[Command],
 ) -> Result<Vec<Output>, JournalError> {
     let deliveries: Vec<&Delivery> = commands
@@ -265,7 +287,7 @@ fn run_commands(
             _ => None,
         })
         .collect();
-    let mut appended = append_group(connection, &deliveries)?.into_iter();
+    let mut appended = append_group(connection, lanes, &deliveries)?.into_iter();
     let mut outputs = Vec::with_capacity(commands.len());
     for command in commands {
         outputs.push(match command {
@@ -278,13 +300,13 @@ fn run_commands(
                 slice,
                 lease_ms,
                 ..
-            } => Output::Claimed(claim(connection, worker, *limit, *slice, *lease_ms)?),
+            } => Output::Claimed(claim(connection, lanes, worker, *limit, *slice, *lease_ms)?),
             Command::Complete {
                 worker,
                 completions,
                 ..
             } => {
-                complete(connection, worker, completions)?;
+                complete(connection, lanes, worker, completions)?;
                 Output::Written
             }
             Command::RecordActions { actions, .. } => {
@@ -297,7 +319,7 @@ fn run_commands(
                 before_ms, limit, ..
             } => Output::Purged(purge(connection, *before_ms, *limit)?),
             Command::Replay { ids, dry_run, .. } => {
-                Output::Replayed(replay(connection, ids, *dry_run)?)
+                Output::Replayed(replay(connection, lanes, ids, *dry_run)?)
             }
             Command::Probe { .. } => {
                 connection
@@ -323,6 +345,7 @@ enum Fate {
 /// Journals a group of deliveries with shared multi-row inserts.
 fn append_group(
     connection: &Connection,
+    lanes: &mut Lanes,
     deliveries: &[&Delivery],
 ) -> Result<Vec<AppendOutcome>, JournalError> {
     if deliveries.is_empty() {
@@ -376,7 +399,7 @@ fn append_group(
         })
         .collect();
 
-    let inserted = insert_valid(connection, deliveries, &valid)?;
+    let inserted = insert_valid(connection, lanes, deliveries, &valid)?;
     insert_rejected(connection, deliveries, &rejected)?;
 
     let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; deliveries.len()];
@@ -498,6 +521,7 @@ fn chunked<T>(
 /// Inserts valid items, skipping content already journaled; returns the new ids by content hash.
 fn insert_valid(
     connection: &Connection,
+    lanes: &mut Lanes,
     deliveries: &[&Delivery],
     rows: &[(usize, usize, &ValidItem)],
 ) -> Result<HashMap<[u8; 32], NotificationId>, JournalError> {
@@ -511,7 +535,7 @@ fn insert_valid(
                 "INSERT INTO notifications (status, type, duns, delivered_at, received_at, webhook_id, item_index, content_hash, raw, updated_at)
                  SELECT 'pending', column1, column2, column3, column4, column5, column6, column7, column8, column4
                  FROM (VALUES {values}) WHERE true
-                 ON CONFLICT DO NOTHING RETURNING id, content_hash"
+                 ON CONFLICT DO NOTHING RETURNING id, duns, delivered_at, received_at, content_hash"
             )
         },
         |statement, base, (position, index, item)| {
@@ -528,10 +552,11 @@ fn insert_valid(
         |statement| {
             let mut returned = statement.raw_query();
             while let Some(row) = returned.next()? {
-                let hash: Vec<u8> = row.get(1)?;
+                let hash: Vec<u8> = row.get(4)?;
                 if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
                     inserted.insert(hash, row.get(0)?);
                 }
+                lanes.add_row(row)?;
             }
             Ok(())
         },
@@ -588,18 +613,24 @@ pub(super) const CLAIMABLE: &str =
 /// leave a DUNS's later notifications behind.
 fn claim(
     connection: &Connection,
+    lanes: &mut Lanes,
     worker: &str,
     limit: usize,
     slice: usize,
     lease_ms: i64,
 ) -> Result<Vec<Claimed>, JournalError> {
     let now = now_ms();
-    let recovered = connection
-        .prepare_cached(
-            "UPDATE notifications SET status = 'pending', claimed_by = NULL, lease_until = NULL, updated_at = ?1
-             WHERE status = 'processing' AND lease_until <= ?1",
-        )?
-        .execute([now])?;
+    let mut recovered = 0;
+    let mut recover = connection.prepare_cached(
+        "UPDATE notifications SET status = 'pending', claimed_by = NULL, lease_until = NULL, updated_at = ?1
+         WHERE status = 'processing' AND lease_until <= ?1
+         RETURNING id, duns, delivered_at, received_at",
+    )?;
+    let mut rows = recover.query([now])?;
+    while let Some(row) = rows.next()? {
+        lanes.add_row(row)?;
+        recovered += 1;
+    }
     if recovered > 0 {
         tracing::warn!(recovered, "took back notifications whose lease expired");
     }
@@ -616,19 +647,18 @@ fn claim(
         .filter(|duns| seen.insert(duns.clone()))
         .collect();
 
-    let mut lane = connection.prepare_cached(
-        "SELECT id FROM notifications WHERE duns = ?1 AND status = 'pending'
-         ORDER BY delivered_at, received_at, id LIMIT ?2",
-    )?;
+    // The rows decide what is claimable, the lanes only the order; should they disagree,
+    // the rows win.
+    if let Some(missing) = dunses.iter().find(|duns| !lanes.has(duns)) {
+        tracing::error!(dnb.duns = %missing, "a pending notification was missing from the lanes; reading them again");
+        *lanes = Lanes::load(connection)?;
+    }
     let mut ids: Vec<NotificationId> = Vec::with_capacity(limit);
     for duns in dunses {
         if ids.len() >= slice.min(limit) {
             break;
         }
-        let remaining = (limit - ids.len()) as i64;
-        for id in lane.query_map(rusqlite::params![duns, remaining], |row| row.get(0))? {
-            ids.push(id?);
-        }
+        ids.extend(lanes.take(&duns, limit - ids.len()));
     }
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -642,7 +672,7 @@ fn claim(
         .collect();
     let mut take = connection.prepare_cached(
         "UPDATE notifications SET status = 'processing', claimed_by = ?2, lease_until = ?3, updated_at = ?4
-         WHERE id IN (SELECT value FROM json_each(?1))
+         WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'pending'
          RETURNING id, raw, duns, type, received_at, attempts, first_failed_at",
     )?;
     let id_list = serde_json::to_string(&ids).expect("ids serialise");
@@ -701,6 +731,7 @@ fn purge(connection: &Connection, before_ms: i64, limit: usize) -> Result<usize,
 /// Puts done, skipped and dead notifications back to pending and notes the replay.
 fn replay(
     connection: &Connection,
+    lanes: &mut Lanes,
     ids: &[NotificationId],
     dry_run: bool,
 ) -> Result<ReplayOutcome, JournalError> {
@@ -725,13 +756,18 @@ fn replay(
              SELECT id, ?2, status FROM notifications WHERE {replayable}"
         ))?
         .execute(rusqlite::params![id_list, now])?;
-    let enqueued = connection
-        .prepare_cached(&format!(
-            "UPDATE notifications SET status = 'pending', reason = NULL, next_attempt_at = NULL,
-                 first_failed_at = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ?2
-             WHERE {replayable}"
-        ))?
-        .execute(rusqlite::params![id_list, now])?;
+    let mut enqueued = 0;
+    let mut enqueue = connection.prepare_cached(&format!(
+        "UPDATE notifications SET status = 'pending', reason = NULL, next_attempt_at = NULL,
+             first_failed_at = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ?2
+         WHERE {replayable}
+         RETURNING id, duns, delivered_at, received_at"
+    ))?;
+    let mut rows = enqueue.query(rusqlite::params![id_list, now])?;
+    while let Some(row) = rows.next()? {
+        lanes.add_row(row)?;
+        enqueued += 1;
+    }
     Ok(ReplayOutcome {
         matched: matched as u64,
         enqueued: enqueued as u64,
@@ -803,6 +839,7 @@ impl<'a> StatusChange<'a> {
 /// attempt and actions are still recorded: they happened.
 fn complete(
     connection: &Connection,
+    lanes: &mut Lanes,
     worker: &str,
     completions: &[Completion],
 ) -> Result<(), JournalError> {
@@ -822,7 +859,8 @@ fn complete(
                  FROM (VALUES {values}) AS change
                  WHERE notifications.id = change.column1 AND notifications.status = 'processing'
                    AND notifications.claimed_by = change.column10
-                 RETURNING notifications.id"
+                 RETURNING notifications.id, notifications.duns, notifications.delivered_at,
+                           notifications.received_at, notifications.status"
             )
         },
         |statement, base, completion| {
@@ -842,6 +880,9 @@ fn complete(
             let mut returned = statement.raw_query();
             while let Some(row) = returned.next()? {
                 updated.insert(row.get::<_, NotificationId>(0)?);
+                if row.get::<_, String>(4)? == "pending" {
+                    lanes.add_row(row)?;
+                }
             }
             Ok(())
         },
