@@ -185,6 +185,61 @@ async fn a_batch_larger_than_one_write_slice_is_claimed_and_completed_whole_in_o
 }
 
 #[tokio::test]
+async fn a_webhook_id_is_recognised_after_reopening_the_journal_until_its_record_is_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = StorageSettings {
+        url: format!("sqlite://{}", dir.path().join("journal.db").display()),
+        ..StorageSettings::default()
+    };
+    let delivery = |webhook_id: &str, delivered: &str| {
+        let body = serde_json::to_vec(&json!([
+            notification("UPDATE", "111111111", delivered),
+            {"type": "UPDATE", "organization": {"duns": "12"}},
+        ]))
+        .unwrap();
+        Delivery {
+            webhook_id: webhook_id.to_string(),
+            received_at: chrono::Utc::now(),
+            items: parse_body(BodyFormat::Json, &body).unwrap(),
+        }
+    };
+    let journal = journal::connect(&settings).await.unwrap();
+    let first = journal
+        .append(delivery("msg_kept", "2024-05-13T08:00:00Z"))
+        .await
+        .unwrap();
+    assert!(!first.redelivery);
+    journal.close().await;
+
+    // Reopened: the same webhook-id, even with other content, is the first delivery again.
+    let journal = journal::connect(&settings).await.unwrap();
+    let again = journal
+        .append(delivery("msg_kept", "2024-05-13T09:00:00Z"))
+        .await
+        .unwrap();
+    assert!(again.redelivery);
+    let ids = |outcome: &journal::AppendOutcome| {
+        outcome
+            .items
+            .iter()
+            .map(|fate| fate.id())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&again), ids(&first));
+    assert_eq!(again.accepted(), 0);
+    assert_eq!(again.rejected, first.rejected);
+
+    // Purged: the webhook-id is forgotten, so the new content is journaled.
+    journal.purge(now_ms() + 1, 100).await.unwrap();
+    let after = journal
+        .append(delivery("msg_kept", "2024-05-13T10:00:00Z"))
+        .await
+        .unwrap();
+    assert!(!after.redelivery);
+    assert_eq!(after.accepted(), 1);
+}
+
+#[tokio::test]
 async fn dead_notifications_release_their_duns() {
     let fixture = open().await;
     append(

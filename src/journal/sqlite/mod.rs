@@ -10,6 +10,7 @@
 //! WAL passes `storage.wal_max_bytes`, so it cannot grow without bound.
 
 mod checkpoint;
+mod deliveries;
 mod lanes;
 mod writer;
 
@@ -60,6 +61,9 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../../migrations/sqlite/0004_lanes_in_memory.sql"
         )),
+        M::up(include_str!(
+            "../../../migrations/sqlite/0005_deliveries_by_arrival.sql"
+        )),
     ])
 }
 
@@ -107,11 +111,11 @@ impl SqliteJournal {
         let pending = Arc::new(AtomicU64::new(writer::pending_count(&connection)?));
         let (sender, receiver) = mpsc::channel(WRITER_QUEUE);
         let writer_pending = pending.clone();
-        let lanes = lanes::Lanes::load(&connection)?;
+        let memory = writer::Memory::load(&connection)?;
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || {
-                writer::Writer::new(connection, lanes, receiver, writer_pending).run()
+                writer::Writer::new(connection, memory, receiver, writer_pending).run()
             })?;
         let checkpointer = checkpoint::Checkpointer::start(&path, settings.wal_max_bytes)?;
         Ok(Self {

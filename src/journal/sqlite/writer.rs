@@ -12,10 +12,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, OptionalExtension, Statement, TransactionBehavior};
+use rusqlite::{Connection, Statement, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::deliveries::Deliveries;
 use super::lanes::Lanes;
 use crate::dnb::{IncomingItem, RejectedItem, ValidItem};
 use crate::journal::{
@@ -85,9 +86,25 @@ pub(super) fn pending_count(connection: &Connection) -> rusqlite::Result<u64> {
         .map(|count| count.max(0) as u64)
 }
 
+/// What the writer keeps in memory beside the rows, in place of indexes with scattered keys.
+pub(super) struct Memory {
+    lanes: Lanes,
+    deliveries: Deliveries,
+}
+
+impl Memory {
+    /// Reads both from the rows.
+    pub(super) fn load(connection: &Connection) -> rusqlite::Result<Self> {
+        Ok(Self {
+            lanes: Lanes::load(connection)?,
+            deliveries: Deliveries::load(connection)?,
+        })
+    }
+}
+
 pub(super) struct Writer {
     connection: Connection,
-    lanes: Lanes,
+    memory: Memory,
     receiver: mpsc::Receiver<Command>,
     pending: Arc<AtomicU64>,
 }
@@ -95,13 +112,13 @@ pub(super) struct Writer {
 impl Writer {
     pub(super) fn new(
         connection: Connection,
-        lanes: Lanes,
+        memory: Memory,
         receiver: mpsc::Receiver<Command>,
         pending: Arc<AtomicU64>,
     ) -> Self {
         Self {
             connection,
-            lanes,
+            memory,
             receiver,
             pending,
         }
@@ -156,7 +173,7 @@ impl Writer {
     /// Commits the whole group in one transaction. If it fails, each command
     /// is committed on its own so one bad command cannot fail the others.
     fn execute(&mut self, group: Vec<Command>) {
-        let result = self.transact(|connection, lanes| run_commands(connection, lanes, &group));
+        let result = self.transact(|connection, memory| run_commands(connection, memory, &group));
         match result {
             Ok(outputs) => {
                 self.refresh_pending();
@@ -174,8 +191,8 @@ impl Writer {
                 tracing::warn!(error = ?error, size = group.len(), "group commit failed; committing its commands one by one");
                 for command in group {
                     let result = self
-                        .transact(|connection, lanes| {
-                            run_commands(connection, lanes, std::slice::from_ref(&command))
+                        .transact(|connection, memory| {
+                            run_commands(connection, memory, std::slice::from_ref(&command))
                         })
                         .map(|mut outputs| outputs.remove(0));
                     if let Err(error) = &result {
@@ -189,33 +206,30 @@ impl Writer {
     }
 
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction. When it fails, the transaction
-    /// rolls back and the lanes, which `work` changed as it went, are read again.
+    /// rolls back and what the writer keeps in memory, which `work` changed as it went,
+    /// is read again from the rows.
     fn transact<T>(
         &mut self,
-        work: impl FnOnce(&Connection, &mut Lanes) -> Result<T, JournalError>,
+        work: impl FnOnce(&Connection, &mut Memory) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
         let result = (|| {
             let transaction = self
                 .connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Dropping the transaction on an error rolls it back.
-            let value = work(&transaction, &mut self.lanes)?;
+            let value = work(&transaction, &mut self.memory)?;
             transaction.commit()?;
             Ok(value)
         })();
         if result.is_err() {
-            self.reload_lanes();
-        }
-        result
-    }
-
-    fn reload_lanes(&mut self) {
-        match Lanes::load(&self.connection) {
-            Ok(lanes) => self.lanes = lanes,
-            Err(error) => {
-                tracing::error!(error = %error, "could not read the pending notifications")
+            match Memory::load(&self.connection) {
+                Ok(memory) => self.memory = memory,
+                Err(error) => {
+                    tracing::error!(error = %error, "could not read the journal's lanes and deliveries")
+                }
             }
         }
+        result
     }
 
     fn refresh_pending(&self) {
@@ -277,7 +291,7 @@ impl Command {
 /// (shared multi-row inserts), then the others in order.
 fn run_commands(
     connection: &Connection,
-    lanes: &mut Lanes,
+    memory: &mut Memory,
     commands: &[Command],
 ) -> Result<Vec<Output>, JournalError> {
     let deliveries: Vec<&Delivery> = commands
@@ -287,7 +301,7 @@ fn run_commands(
             _ => None,
         })
         .collect();
-    let mut appended = append_group(connection, lanes, &deliveries)?.into_iter();
+    let mut appended = append_group(connection, memory, &deliveries)?.into_iter();
     let mut outputs = Vec::with_capacity(commands.len());
     for command in commands {
         outputs.push(match command {
@@ -300,13 +314,20 @@ fn run_commands(
                 slice,
                 lease_ms,
                 ..
-            } => Output::Claimed(claim(connection, lanes, worker, *limit, *slice, *lease_ms)?),
+            } => Output::Claimed(claim(
+                connection,
+                &mut memory.lanes,
+                worker,
+                *limit,
+                *slice,
+                *lease_ms,
+            )?),
             Command::Complete {
                 worker,
                 completions,
                 ..
             } => {
-                complete(connection, lanes, worker, completions)?;
+                complete(connection, &mut memory.lanes, worker, completions)?;
                 Output::Written
             }
             Command::RecordActions { actions, .. } => {
@@ -317,9 +338,14 @@ fn run_commands(
             }
             Command::Purge {
                 before_ms, limit, ..
-            } => Output::Purged(purge(connection, *before_ms, *limit)?),
+            } => Output::Purged(purge(
+                connection,
+                &mut memory.deliveries,
+                *before_ms,
+                *limit,
+            )?),
             Command::Replay { ids, dry_run, .. } => {
-                Output::Replayed(replay(connection, lanes, ids, *dry_run)?)
+                Output::Replayed(replay(connection, &mut memory.lanes, ids, *dry_run)?)
             }
             Command::Probe { .. } => {
                 connection
@@ -345,7 +371,7 @@ enum Fate {
 /// Journals a group of deliveries with shared multi-row inserts.
 fn append_group(
     connection: &Connection,
-    lanes: &mut Lanes,
+    memory: &mut Memory,
     deliveries: &[&Delivery],
 ) -> Result<Vec<AppendOutcome>, JournalError> {
     if deliveries.is_empty() {
@@ -353,15 +379,10 @@ fn append_group(
     }
     let mut first_with_id: HashMap<&str, usize> = HashMap::new();
     let mut fates = Vec::with_capacity(deliveries.len());
-    let mut lookup =
-        connection.prepare_cached("SELECT result FROM deliveries WHERE webhook_id = ?1")?;
     for (position, delivery) in deliveries.iter().enumerate() {
         let fate = if let Some(first) = first_with_id.get(delivery.webhook_id.as_str()) {
             Fate::SameWebhookIdAs(*first)
-        } else if let Some(stored) = lookup
-            .query_row([&delivery.webhook_id], |row| row.get::<_, String>(0))
-            .optional()?
-        {
+        } else if let Some(stored) = memory.deliveries.find(connection, &delivery.webhook_id)? {
             Fate::Redelivery(serde_json::from_str(&stored).unwrap_or(StoredResult {
                 ids: Vec::new(),
                 rejected: Vec::new(),
@@ -399,7 +420,7 @@ fn append_group(
         })
         .collect();
 
-    let inserted = insert_valid(connection, lanes, deliveries, &valid)?;
+    let inserted = insert_valid(connection, &mut memory.lanes, deliveries, &valid)?;
     insert_rejected(connection, deliveries, &rejected)?;
 
     let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; deliveries.len()];
@@ -454,6 +475,9 @@ fn append_group(
             delivery.received_at.timestamp_millis(),
             stored
         ])?;
+        memory
+            .deliveries
+            .insert(&delivery.webhook_id, connection.last_insert_rowid());
     }
 
     let mut results = Vec::with_capacity(deliveries.len());
@@ -700,7 +724,12 @@ fn claim(
 }
 
 /// Deletes finished notifications older than the retention, oldest first, and old delivery records.
-fn purge(connection: &Connection, before_ms: i64, limit: usize) -> Result<usize, JournalError> {
+fn purge(
+    connection: &Connection,
+    deliveries: &mut Deliveries,
+    before_ms: i64,
+    limit: usize,
+) -> Result<usize, JournalError> {
     let ids: Vec<NotificationId> = connection
         .prepare_cached(
             "SELECT id FROM notifications
@@ -719,12 +748,16 @@ fn purge(connection: &Connection, before_ms: i64, limit: usize) -> Result<usize,
     connection
         .prepare_cached("DELETE FROM notifications WHERE id IN (SELECT value FROM json_each(?1))")?
         .execute([&id_list])?;
-    connection
-        .prepare_cached(
-            "DELETE FROM deliveries WHERE webhook_id IN
-             (SELECT webhook_id FROM deliveries WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
-        )?
-        .execute(rusqlite::params![before_ms, limit as i64])?;
+    // Records are in arrival order, so the old ones come first.
+    let mut forget = connection.prepare_cached(
+        "DELETE FROM deliveries WHERE id IN
+         (SELECT id FROM deliveries WHERE received_at < ?1 ORDER BY id LIMIT ?2)
+         RETURNING id, webhook_id",
+    )?;
+    let mut purged = forget.query(rusqlite::params![before_ms, limit as i64])?;
+    while let Some(row) = purged.next()? {
+        deliveries.remove(&row.get::<_, String>(1)?, row.get(0)?);
+    }
     Ok(ids.len())
 }
 
