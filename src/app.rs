@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::http::state::Shared;
 use crate::http::{AppState, router};
 use crate::hubspot::{DryRunExecutor, Executor, HubSpotClient, HubSpotExecutor, HubSpotStatus};
 use crate::journal::{self, Journal};
@@ -119,14 +120,14 @@ impl Application {
             metrics.clone(),
             shutdown.child_token(),
         );
-        let state = AppState {
+        let state = Arc::new(Shared {
             journal,
             doorbell,
             settings: Arc::new(settings),
             secrets: Arc::new(secrets),
             metrics,
             hubspot,
-        };
+        });
         Ok(Self {
             listener,
             state,

@@ -9,9 +9,12 @@ use crate::signature::SigningSecret;
 use crate::telemetry::Metrics;
 use crate::worker::Doorbell;
 
-/// Shared state of the HTTP handlers.
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler shares, behind one `Arc`: axum clones the state for each extractor
+/// of each request, and one reference count is cheaper than six.
+pub type AppState = Arc<Shared>;
+
+/// The contents of [`AppState`].
+pub struct Shared {
     /// The journal every accepted notification is committed to.
     pub journal: Arc<dyn Journal>,
     /// Wakes workers after a commit.
