@@ -4,9 +4,14 @@
 //! appends among them run in one `BEGIN IMMEDIATE` transaction, the other
 //! commands (claims, outcomes, replays, purges) in a second one, and each
 //! caller is answered only after its COMMIT returned. Appends of the whole
-//! group share multi-row INSERTs. When a group fails, its commands are committed one by one, so one failing command
-//! cannot fail the others (savepoints would isolate them too, but copy every
-//! touched page into a sub-journal on the hot path).
+//! group share multi-row INSERTs. When a group fails, its commands are
+//! committed one by one, so one failing command cannot fail the others
+//! (savepoints would isolate them too, but copy every touched page into a
+//! sub-journal on the hot path).
+//!
+//! Beside the rows, the writer keeps in memory what indexes with scattered
+//! keys would otherwise hold ([`Memory`]): the per-DUNS lanes of pending
+//! notifications and the delivery records by `webhook-id`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -623,7 +628,6 @@ fn insert_rejected(
     )
 }
 
-/// Leases due notifications, a DUNS at a time in delivery order.
 /// Pending notifications a claim at `?1` may take: due, and of a DUNS that no lease holds and
 /// none of whose notifications waits for a retry.
 pub(super) const CLAIMABLE: &str =
@@ -632,7 +636,7 @@ pub(super) const CLAIMABLE: &str =
     AND duns NOT IN (SELECT duns FROM notifications INDEXED BY notifications_waiting
                      WHERE status = 'pending' AND next_attempt_at > ?1)";
 
-/// Leases up to `limit` notifications. It stops taking further DUNS once `slice` are taken,
+/// Leases up to `limit` due notifications, a DUNS at a time in delivery order. It stops taking further DUNS once `slice` are taken,
 /// but takes a DUNS's lane whole unless `limit` cuts it, so slices of one batch do not
 /// leave a DUNS's later notifications behind.
 fn claim(
