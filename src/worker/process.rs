@@ -19,6 +19,10 @@ use crate::telemetry::Metrics;
 
 use super::retry::RetryPolicy;
 
+/// Notifications planned between two yields to the runtime, so a large batch does not hold
+/// back the webhook answers waiting on the same thread (about 0.3 ms of planning).
+const PLAN_SLICE: usize = 16;
+
 /// Everything a worker needs to turn claims into outcomes.
 pub struct Processor {
     /// The action table.
@@ -47,6 +51,10 @@ impl Processor {
         let mut work = Vec::with_capacity(batch.len());
         let mut positions = Vec::with_capacity(batch.len());
         for (position, claimed) in batch.iter().enumerate() {
+            if position > 0 && position % PLAN_SLICE == 0 {
+                // Planning is CPU work on the runtime that also answers webhooks.
+                tokio::task::yield_now().await;
+            }
             match self.prepare(claimed) {
                 Ok(planned) => {
                     work.push(planned);
