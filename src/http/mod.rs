@@ -60,15 +60,11 @@ pub fn router(state: AppState) -> Router {
 async fn record_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_string();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     state.metrics.http_request(
         method.as_str(),
-        &path,
+        matched.as_ref().map_or("unmatched", MatchedPath::as_str),
         response.status().as_u16(),
         started.elapsed(),
     );

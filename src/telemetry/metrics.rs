@@ -5,10 +5,13 @@
 //! is described, and every series of a closed label set registered at zero,
 //! at start-up: `# HELP` and `# TYPE` lines are present before the first event.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
 };
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -85,7 +88,13 @@ pub fn type_label(notification_type: Option<NotificationType>) -> &'static str {
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// The request series by route, then method and status: registered on first use, then
+    /// only counted (registering allocates its labels and looks the series up every time).
+    http: Mutex<HttpSeries>,
 }
+
+/// Per route: (method, status, requests counter, duration histogram); a route has a few.
+type HttpSeries = HashMap<String, Vec<(String, u16, Counter, Histogram)>>;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -101,7 +110,11 @@ impl Metrics {
             .expect("bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
-        let metrics = Self { recorder, handle };
+        let metrics = Self {
+            recorder,
+            handle,
+            http: Mutex::new(HashMap::new()),
+        };
         metrics.with(describe);
         metrics
     }
@@ -187,12 +200,33 @@ impl Metrics {
 
     /// One HTTP request served, labelled by its route template.
     pub fn http_request(&self, method: &str, path: &str, status: u16, elapsed: Duration) {
-        let (method, path) = (method.to_string(), path.to_string());
-        self.with(|| {
-            counter!(HTTP_REQUESTS, "method" => method.clone(), "path" => path.clone(), "status" => status.to_string())
-                .increment(1);
-            histogram!(HTTP_DURATION, "method" => method, "path" => path).record(elapsed.as_secs_f64());
-        });
+        let mut series = self.http.lock().expect("request series");
+        let by_route = match series.get_mut(path) {
+            Some(by_route) => by_route,
+            None => series.entry(path.to_string()).or_default(),
+        };
+        let known = by_route
+            .iter()
+            .position(|(m, s, ..)| m == method && *s == status);
+        let index = match known {
+            Some(index) => index,
+            None => {
+                let labels = [("method", method.to_string()), ("path", path.to_string())];
+                let (requests, duration) = self.with(|| {
+                    let status = ("status", status.to_string());
+                    let counted: Vec<_> = labels.iter().cloned().chain([status]).collect();
+                    (
+                        counter!(HTTP_REQUESTS, &counted),
+                        histogram!(HTTP_DURATION, &labels),
+                    )
+                });
+                by_route.push((method.to_string(), status, requests, duration));
+                by_route.len() - 1
+            }
+        };
+        let (_, _, requests, duration) = &by_route[index];
+        requests.increment(1);
+        duration.record(elapsed.as_secs_f64());
     }
 
     /// Updates the journal gauges from fresh counts.
