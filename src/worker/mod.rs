@@ -6,9 +6,11 @@
 //! is claimed only once its oldest notification has waited
 //! `workers.batch_max_wait_ms`, so notifications gather into full HubSpot batch
 //! calls while the wait bounds each one's delay; one worker gathers at a time,
-//! so the next one starts from the notifications that arrived after that claim. On shutdown it
-//! finishes the batch in hand and claims nothing more; whatever is unclaimed
-//! stays pending, and a lease cut short by a crash expires and is taken back.
+//! so the next one starts from the notifications that arrived after that claim.
+//!
+//! On shutdown a worker finishes the batch in hand and claims nothing more;
+//! whatever is unclaimed stays pending, and a lease cut short by a crash
+//! expires and is taken back.
 
 pub mod doorbell;
 pub mod process;
