@@ -1,19 +1,38 @@
 //! WAL checkpoints on their own thread and connection, off the commit path.
 //!
-//! A passive checkpoint every second copies committed pages into the database
-//! without blocking the writer. Under steady load that alone never lets the
-//! WAL restart, so once the WAL file passes the cap a TRUNCATE checkpoint
-//! waits for the writer's current transaction, finishes the copy and resets
-//! the file to zero bytes.
+//! Every second a passive checkpoint copies the committed pages into the
+//! database without blocking the writer, then a restarting checkpoint copies
+//! the few frames committed meanwhile and lets the writer's next transaction
+//! start over at the beginning of the WAL. So the WAL file is overwritten in
+//! place rather than grown: a commit that leaves the file's size alone costs
+//! the data sync only (the bundled SQLite syncs with `fdatasync`, see
+//! `.cargo/config.toml`), where a growing file also has its size flushed, and
+//! the file holds about a second of commits (`journal_size_limit` trims it
+//! back to `storage.wal_max_bytes` whenever it grew past that).
+//!
+//! The restart takes the writer's turn ([`Turn`]): the writer holds it for
+//! each transaction and hands it over when the checkpoint thread waits for it,
+//! so the restart runs between two transactions instead of racing the writer
+//! for SQLite's write lock, and the writer resumes the moment it is done. It
+//! also waits for readers of older snapshots, at most [`RESTART_WAIT`], and is
+//! otherwise tried again a second later: a long read delays appends by that
+//! much at most.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rusqlite::Connection;
 
 const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Taken by the writer for each transaction and by the checkpoint thread for each restart.
+pub(super) type Turn = Arc<Mutex<()>>;
+/// Longest wait of a restarting checkpoint for the writer and the readers.
+const RESTART_WAIT: Duration = Duration::from_millis(100);
 
 /// The running checkpoint thread.
 pub(super) struct Checkpointer {
@@ -23,18 +42,17 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts checkpointing the database at `path`.
-    pub(super) fn start(path: &Path, wal_max_bytes: u64) -> std::io::Result<Self> {
+    pub(super) fn start(path: &Path, turn: Turn) -> std::io::Result<Self> {
         let connection = Connection::open(path).map_err(std::io::Error::other)?;
         connection
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(RESTART_WAIT)
             .map_err(std::io::Error::other)?;
-        let wal_path = PathBuf::from(format!("{}-wal", path.display()));
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("journal-checkpoint".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
-                    checkpoint(&connection, &wal_path, wal_max_bytes);
+                    checkpoint(&connection, &turn);
                 }
             })?;
         Ok(Self { stop, thread })
@@ -47,21 +65,27 @@ impl Checkpointer {
     }
 }
 
-fn checkpoint(connection: &Connection, wal_path: &Path, wal_max_bytes: u64) {
-    if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        tracing::warn!(error = %error, "passive WAL checkpoint failed");
-        return;
+fn checkpoint(connection: &Connection, turn: &Mutex<()>) {
+    if run(connection, "PASSIVE") {
+        let _turn = turn.lock();
+        run(connection, "RESTART");
     }
-    let wal_bytes = std::fs::metadata(wal_path)
-        .map(|meta| meta.len())
-        .unwrap_or(0);
-    if wal_bytes > wal_max_bytes {
-        match connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-            row.get::<_, i64>(0)
-        }) {
-            Ok(0) => tracing::debug!(wal_bytes, "WAL truncated"),
-            Ok(_) => tracing::debug!(wal_bytes, "WAL truncation postponed: the database was busy"),
-            Err(error) => tracing::warn!(error = %error, "truncating WAL checkpoint failed"),
+}
+
+/// One checkpoint; false when it failed.
+fn run(connection: &Connection, mode: &str) -> bool {
+    // The first column is 1 when the checkpoint could not finish (busy), 0 when it did.
+    match connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        row.get::<_, i64>(0)
+    }) {
+        Ok(0) => true,
+        Ok(_) => {
+            tracing::debug!(mode, "WAL checkpoint postponed: the database was busy");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(mode, error = %error, "WAL checkpoint failed");
+            false
         }
     }
 }

@@ -6,8 +6,8 @@
 //! `BEGIN IMMEDIATE` transaction (group commit), so one fsync covers many
 //! requests and writers never contend for the lock. Callers are answered only
 //! after that COMMIT has returned. The WAL is checkpointed by its own thread,
-//! never inside a commit: passively every second, and with TRUNCATE once the
-//! WAL passes `storage.wal_max_bytes`, so it cannot grow without bound.
+//! never inside a commit, and restarted every second, so the WAL file is
+//! overwritten in place and cannot grow without bound.
 
 mod checkpoint;
 mod deliveries;
@@ -112,12 +112,14 @@ impl SqliteJournal {
         let (sender, receiver) = mpsc::channel(WRITER_QUEUE);
         let writer_pending = pending.clone();
         let memory = writer::Memory::load(&connection)?;
+        let turn = checkpoint::Turn::default();
+        let writer_turn = turn.clone();
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || {
-                writer::Writer::new(connection, memory, receiver, writer_pending).run()
+                writer::Writer::new(connection, memory, receiver, writer_pending, writer_turn).run()
             })?;
-        let checkpointer = checkpoint::Checkpointer::start(&path, settings.wal_max_bytes)?;
+        let checkpointer = checkpoint::Checkpointer::start(&path, turn)?;
         Ok(Self {
             commands: sender,
             readers: Arc::new(ReadPool {

@@ -17,10 +17,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use parking_lot::MutexGuard;
 use rusqlite::{Connection, Statement, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Turn;
 use super::deliveries::Deliveries;
 use super::lanes::Lanes;
 use crate::dnb::{IncomingItem, RejectedItem, ValidItem};
@@ -112,6 +114,8 @@ pub(super) struct Writer {
     memory: Memory,
     receiver: mpsc::Receiver<Command>,
     pending: Arc<AtomicU64>,
+    /// Held for each transaction; handed to the checkpoint thread when it waits for a restart.
+    turn: Turn,
 }
 
 impl Writer {
@@ -120,12 +124,14 @@ impl Writer {
         memory: Memory,
         receiver: mpsc::Receiver<Command>,
         pending: Arc<AtomicU64>,
+        turn: Turn,
     ) -> Self {
         Self {
             connection,
             memory,
             receiver,
             pending,
+            turn,
         }
     }
 
@@ -217,6 +223,7 @@ impl Writer {
         &mut self,
         work: impl FnOnce(&Connection, &mut Memory) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
+        let turn = self.turn.lock();
         let result = (|| {
             let transaction = self
                 .connection
@@ -226,6 +233,8 @@ impl Writer {
             transaction.commit()?;
             Ok(value)
         })();
+        // A waiting checkpoint restart runs now, before this thread's next transaction.
+        MutexGuard::unlock_fair(turn);
         if result.is_err() {
             match Memory::load(&self.connection) {
                 Ok(memory) => self.memory = memory,
