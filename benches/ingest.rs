@@ -5,9 +5,10 @@
 //! journal and pinned to CPU 0, while this process, pinned to CPU 1, posts
 //! signed, unique deliveries over 32 keep-alive HTTP/1.1 connections from a
 //! single-threaded runtime: a 1 s warm-up, then `BENCH_SECONDS` (default 10)
-//! measured. It prints throughput of 202 answers, latency percentiles and the
-//! service's peak RSS, then stops the service with SIGTERM and checks that the
-//! journal holds exactly the notifications the 202 answers reported accepted.
+//! measured (`BENCH_PHASES=10` runs that phase alone). It prints throughput
+//! of 202 answers, latency percentiles and the service's peak RSS, then stops
+//! the service with SIGTERM and checks that the journal holds exactly the
+//! notifications the 202 answers reported accepted.
 //! It is a figure-printing program (`harness = false`), not a test; it exits
 //! non-zero when the journal does not match or the service misbehaves.
 
@@ -109,7 +110,7 @@ fn run() -> anyhow::Result<bool> {
         .build()
         .context("building the load generator runtime")?;
     let mut results = Vec::new();
-    for per_request in PHASES {
+    for per_request in phases()? {
         println!();
         println!("== {per_request} notification(s) per request ==");
         let result = run_phase(&runtime, &binary, taskset, per_request, seconds)?;
@@ -134,6 +135,20 @@ fn release_binary() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(binary)
+}
+
+/// The phases to run: `BENCH_PHASES` (comma-separated notifications per request) or [`PHASES`].
+fn phases() -> anyhow::Result<Vec<usize>> {
+    match std::env::var("BENCH_PHASES") {
+        Ok(text) => text
+            .split(',')
+            .map(|part| match part.trim().parse::<usize>() {
+                Ok(count) if count > 0 => Ok(count),
+                _ => bail!("BENCH_PHASES must list positive whole numbers, not {text:?}"),
+            })
+            .collect(),
+        Err(_) => Ok(PHASES.to_vec()),
+    }
 }
 
 /// The measured window: `BENCH_SECONDS` or [`DEFAULT_SECONDS`].
