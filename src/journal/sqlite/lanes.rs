@@ -7,6 +7,10 @@
 //! writer, so it keeps this set beside the rows instead: it adds every row it makes
 //! pending, removes every row it claims, and reloads the set from the rows when it opens
 //! the journal and after any rolled-back transaction.
+//!
+//! Receipt order here is the order the journal appended the rows in, which their ids
+//! follow. Each entry is one 128-bit number, so the set costs about 32 bytes per pending
+//! notification (a tuple of the same fields took 58).
 
 use std::collections::BTreeSet;
 
@@ -14,10 +18,27 @@ use rusqlite::{Connection, Row};
 
 use crate::journal::NotificationId;
 
-/// One pending notification, ordered by DUNS, then processing order.
-type Entry = (u32, i64, i64, NotificationId);
+/// Bits of an entry below the DUNS: a delivery time, then an id.
+const DELIVERED_BITS: u32 = 44;
+const ID_BITS: u32 = 54;
 
-/// The pending notifications by DUNS (about 40 bytes each).
+/// One pending notification: DUNS (30 bits), delivery time in unix milliseconds (44 bits,
+/// until the year 2527; none or before 1970 sorts first) and id (54 bits), so entries sort
+/// by DUNS, then processing order.
+type Entry = u128;
+
+fn entry(duns: u32, delivered_at: Option<i64>, id: NotificationId) -> Entry {
+    let delivered = delivered_at
+        .unwrap_or(0)
+        .clamp(0, (1 << DELIVERED_BITS) - 1) as u128;
+    (u128::from(duns) << (DELIVERED_BITS + ID_BITS)) | (delivered << ID_BITS) | id as u128
+}
+
+fn id_of(entry: Entry) -> NotificationId {
+    (entry & ((1 << ID_BITS) - 1)) as NotificationId
+}
+
+/// The pending notifications by DUNS.
 #[derive(Default)]
 pub(super) struct Lanes {
     entries: BTreeSet<Entry>,
@@ -33,7 +54,7 @@ impl Lanes {
     pub(super) fn load(connection: &Connection) -> rusqlite::Result<Self> {
         let mut lanes = Self::default();
         let mut statement = connection.prepare(
-            "SELECT id, duns, delivered_at, received_at FROM notifications
+            "SELECT id, duns, delivered_at FROM notifications
              INDEXED BY notifications_pending WHERE status = 'pending'",
         )?;
         let mut rows = statement.query([])?;
@@ -43,7 +64,7 @@ impl Lanes {
         Ok(lanes)
     }
 
-    /// A row became pending: `row` starts with its id, DUNS, delivery and receipt times.
+    /// A row became pending: `row` starts with its id, DUNS and delivery time.
     pub(super) fn add_row(&mut self, row: &Row<'_>) -> rusqlite::Result<()> {
         let id: NotificationId = row.get(0)?;
         let duns = row.get_ref(1)?.as_str_or_null()?.and_then(key);
@@ -54,9 +75,7 @@ impl Lanes {
             );
             return Ok(());
         };
-        let delivered_at: Option<i64> = row.get(2)?;
-        self.entries
-            .insert((duns, delivered_at.unwrap_or(i64::MIN), row.get(3)?, id));
+        self.entries.insert(entry(duns, row.get(2)?, id));
         Ok(())
     }
 
@@ -75,7 +94,7 @@ impl Lanes {
         for entry in &taken {
             self.entries.remove(entry);
         }
-        taken.into_iter().map(|entry| entry.3).collect()
+        taken.into_iter().map(id_of).collect()
     }
 
     /// How many notifications are in the lanes.
@@ -85,10 +104,9 @@ impl Lanes {
     }
 
     fn range(&self, duns: u32) -> impl Iterator<Item = &Entry> {
-        self.entries.range(
-            (duns, i64::MIN, i64::MIN, NotificationId::MIN)
-                ..=(duns, i64::MAX, i64::MAX, NotificationId::MAX),
-        )
+        let first = entry(duns, None, 0);
+        self.entries
+            .range(first..first + (1 << (DELIVERED_BITS + ID_BITS)))
     }
 }
 
@@ -106,9 +124,9 @@ mod tests {
                  INSERT INTO notifications VALUES
                      (1, 'pending', '111111111', 300, 10),
                      (2, 'pending', '111111111', 100, 20),
-                     (3, 'done',    '111111111', 50,  5),
+                     (3, 'done',    '111111111', 50,  25),
                      (4, 'pending', '222222222', 100, 30),
-                     (5, 'pending', '111111111', 100, 15),
+                     (5, 'pending', '111111111', 100, 35),
                      (6, 'rejected', NULL, NULL, 40);",
             )
             .unwrap();
@@ -120,7 +138,7 @@ mod tests {
         let mut lanes = Lanes::load(&journal()).unwrap();
         assert_eq!(lanes.len(), 4);
         assert!(lanes.has("222222222") && !lanes.has("333333333"));
-        assert_eq!(lanes.take("111111111", 2), [5, 2]);
+        assert_eq!(lanes.take("111111111", 2), [2, 5]);
         assert_eq!(lanes.take("111111111", 10), [1]);
         assert!(!lanes.has("111111111"));
         assert_eq!(lanes.len(), 1);
@@ -132,10 +150,38 @@ mod tests {
         let mut lanes = Lanes::load(&connection).unwrap();
         let _ = lanes.take("111111111", 10);
         let mut statement = connection
-            .prepare("UPDATE notifications SET status = 'pending' WHERE id = 3 RETURNING id, duns, delivered_at, received_at")
+            .prepare("UPDATE notifications SET status = 'pending' WHERE id = 3 RETURNING id, duns, delivered_at")
             .unwrap();
         let mut rows = statement.query([]).unwrap();
         lanes.add_row(rows.next().unwrap().unwrap()).unwrap();
         assert_eq!(lanes.take("111111111", 10), [3]);
+    }
+
+    #[test]
+    fn entries_keep_every_field_apart() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE notifications (id INTEGER PRIMARY KEY, status TEXT, duns TEXT,
+                     delivered_at INTEGER, received_at INTEGER);
+                 CREATE INDEX notifications_pending ON notifications (received_at) WHERE status = 'pending';
+                 INSERT INTO notifications VALUES
+                     (9007199254740000, 'pending', '999999999', 17592186044415, 1),
+                     (9007199254740001, 'pending', '999999999', 1764000000000, 2),
+                     (7, 'pending', '999999999', NULL, 3),
+                     (8, 'pending', '999999999', -5, 4),
+                     (9, 'pending', '000000000', 99999999999999, 5),
+                     (10, 'pending', '999999998', 0, 6);",
+            )
+            .unwrap();
+        let mut lanes = Lanes::load(&connection).unwrap();
+        // No delivery time and times before 1970 come first, then by time, then by id.
+        assert_eq!(
+            lanes.take("999999999", 10),
+            [7, 8, 9007199254740001, 9007199254740000]
+        );
+        assert_eq!(lanes.take("000000000", 10), [9]);
+        assert_eq!(lanes.take("999999998", 10), [10]);
+        assert_eq!(lanes.len(), 0);
     }
 }

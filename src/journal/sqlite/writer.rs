@@ -573,7 +573,7 @@ fn insert_valid(
                 "INSERT INTO notifications (status, type, duns, delivered_at, received_at, webhook_id, item_index, content_hash, raw, updated_at)
                  SELECT 'pending', column1, column2, column3, column4, column5, column6, column7, column8, column4
                  FROM (VALUES {values}) WHERE true
-                 ON CONFLICT DO NOTHING RETURNING id, duns, delivered_at, received_at, content_hash"
+                 ON CONFLICT DO NOTHING RETURNING id, duns, delivered_at, content_hash"
             )
         },
         |statement, base, (position, index, item)| {
@@ -590,7 +590,7 @@ fn insert_valid(
         |statement| {
             let mut returned = statement.raw_query();
             while let Some(row) = returned.next()? {
-                let hash: Vec<u8> = row.get(4)?;
+                let hash: Vec<u8> = row.get(3)?;
                 if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
                     inserted.insert(hash, row.get(0)?);
                 }
@@ -661,7 +661,7 @@ fn claim(
     let mut recover = connection.prepare_cached(
         "UPDATE notifications SET status = 'pending', claimed_by = NULL, lease_until = NULL, updated_at = ?1
          WHERE status = 'processing' AND lease_until <= ?1
-         RETURNING id, duns, delivered_at, received_at",
+         RETURNING id, duns, delivered_at",
     )?;
     let mut rows = recover.query([now])?;
     while let Some(row) = rows.next()? {
@@ -807,7 +807,7 @@ fn replay(
         "UPDATE notifications SET status = 'pending', reason = NULL, next_attempt_at = NULL,
              first_failed_at = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ?2
          WHERE {replayable}
-         RETURNING id, duns, delivered_at, received_at"
+         RETURNING id, duns, delivered_at"
     ))?;
     let mut rows = enqueue.query(rusqlite::params![id_list, now])?;
     while let Some(row) = rows.next()? {
@@ -906,7 +906,7 @@ fn complete(
                  WHERE notifications.id = change.column1 AND notifications.status = 'processing'
                    AND notifications.claimed_by = change.column10
                  RETURNING notifications.id, notifications.duns, notifications.delivered_at,
-                           notifications.received_at, notifications.status"
+                           notifications.status"
             )
         },
         |statement, base, completion| {
@@ -926,7 +926,7 @@ fn complete(
             let mut returned = statement.raw_query();
             while let Some(row) = returned.next()? {
                 updated.insert(row.get::<_, NotificationId>(0)?);
-                if row.get::<_, String>(4)? == "pending" {
+                if row.get::<_, String>(3)? == "pending" {
                     lanes.add_row(row)?;
                 }
             }
