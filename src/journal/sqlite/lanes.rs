@@ -114,23 +114,29 @@ impl Lanes {
 mod tests {
     use super::*;
 
-    fn journal() -> Connection {
+    /// A notifications table holding `rows` (id, status, DUNS, delivery and receipt times).
+    fn journal_with(rows: &str) -> Connection {
         let connection = Connection::open_in_memory().unwrap();
         connection
-            .execute_batch(
+            .execute_batch(&format!(
                 "CREATE TABLE notifications (id INTEGER PRIMARY KEY, status TEXT, duns TEXT,
                      delivered_at INTEGER, received_at INTEGER);
                  CREATE INDEX notifications_pending ON notifications (received_at) WHERE status = 'pending';
-                 INSERT INTO notifications VALUES
-                     (1, 'pending', '111111111', 300, 10),
-                     (2, 'pending', '111111111', 100, 20),
-                     (3, 'done',    '111111111', 50,  25),
-                     (4, 'pending', '222222222', 100, 30),
-                     (5, 'pending', '111111111', 100, 35),
-                     (6, 'rejected', NULL, NULL, 40);",
-            )
+                 INSERT INTO notifications VALUES {rows};"
+            ))
             .unwrap();
         connection
+    }
+
+    fn journal() -> Connection {
+        journal_with(
+            "(1, 'pending', '111111111', 300, 10),
+             (2, 'pending', '111111111', 100, 20),
+             (3, 'done',    '111111111', 50,  25),
+             (4, 'pending', '222222222', 100, 30),
+             (5, 'pending', '111111111', 100, 35),
+             (6, 'rejected', NULL, NULL, 40)",
+        )
     }
 
     #[test]
@@ -159,21 +165,14 @@ mod tests {
 
     #[test]
     fn entries_keep_every_field_apart() {
-        let connection = Connection::open_in_memory().unwrap();
-        connection
-            .execute_batch(
-                "CREATE TABLE notifications (id INTEGER PRIMARY KEY, status TEXT, duns TEXT,
-                     delivered_at INTEGER, received_at INTEGER);
-                 CREATE INDEX notifications_pending ON notifications (received_at) WHERE status = 'pending';
-                 INSERT INTO notifications VALUES
-                     (9007199254740000, 'pending', '999999999', 17592186044415, 1),
-                     (9007199254740001, 'pending', '999999999', 1764000000000, 2),
-                     (7, 'pending', '999999999', NULL, 3),
-                     (8, 'pending', '999999999', -5, 4),
-                     (9, 'pending', '000000000', 99999999999999, 5),
-                     (10, 'pending', '999999998', 0, 6);",
-            )
-            .unwrap();
+        let connection = journal_with(
+            "(9007199254740000, 'pending', '999999999', 17592186044415, 1),
+             (9007199254740001, 'pending', '999999999', 1764000000000, 2),
+             (7, 'pending', '999999999', NULL, 3),
+             (8, 'pending', '999999999', -5, 4),
+             (9, 'pending', '000000000', 99999999999999, 5),
+             (10, 'pending', '999999998', 0, 6)",
+        );
         let mut lanes = Lanes::load(&connection).unwrap();
         // No delivery time and times before 1970 come first, then by time, then by id.
         assert_eq!(
