@@ -104,7 +104,9 @@ impl SqliteJournal {
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         connection.pragma_update(None, "journal_size_limit", settings.wal_max_bytes as i64)?;
         connection.pragma_update(None, "temp_store", "MEMORY")?;
-        connection.pragma_update(None, "cache_size", -32_000)?;
+        // 16 MB holds the writer's working set (the B-trees' right edges and inner pages, the
+        // backlog's front); a larger cache measured no faster and only added to the RSS.
+        connection.pragma_update(None, "cache_size", -16_000)?;
         connection.set_prepared_statement_cache_capacity(64);
         migrations().to_latest(&mut connection)?;
 
