@@ -80,12 +80,20 @@ impl SqliteJournal {
     pub async fn open(path: &Path, settings: &StorageSettings) -> Result<Self, JournalError> {
         let path = path.to_path_buf();
         let settings = settings.clone();
-        tokio::task::spawn_blocking(move || Self::open_blocking(path, &settings))
-            .await
-            .map_err(|_| JournalError::Closed)?
+        let (answers, groups) = mpsc::unbounded_channel();
+        let journal =
+            tokio::task::spawn_blocking(move || Self::open_blocking(path, &settings, answers))
+                .await
+                .map_err(|_| JournalError::Closed)??;
+        tokio::spawn(writer::deliver(groups));
+        Ok(journal)
     }
 
-    fn open_blocking(path: PathBuf, settings: &StorageSettings) -> Result<Self, JournalError> {
+    fn open_blocking(
+        path: PathBuf,
+        settings: &StorageSettings,
+        answers: mpsc::UnboundedSender<writer::Answers>,
+    ) -> Result<Self, JournalError> {
         if let Some(parent) = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
@@ -119,7 +127,15 @@ impl SqliteJournal {
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || {
-                writer::Writer::new(connection, memory, receiver, writer_pending, writer_turn).run()
+                writer::Writer::new(
+                    connection,
+                    memory,
+                    receiver,
+                    writer_pending,
+                    writer_turn,
+                    answers,
+                )
+                .run()
             })?;
         let checkpointer = checkpoint::Checkpointer::start(&path, turn)?;
         Ok(Self {

@@ -116,6 +116,8 @@ pub(super) struct Writer {
     pending: Arc<AtomicU64>,
     /// Held for each transaction; handed to the checkpoint thread when it waits for a restart.
     turn: Turn,
+    /// To [`deliver`].
+    answers: mpsc::UnboundedSender<Answers>,
 }
 
 impl Writer {
@@ -125,6 +127,7 @@ impl Writer {
         receiver: mpsc::Receiver<Command>,
         pending: Arc<AtomicU64>,
         turn: Turn,
+        answers: mpsc::UnboundedSender<Answers>,
     ) -> Self {
         Self {
             connection,
@@ -132,6 +135,7 @@ impl Writer {
             receiver,
             pending,
             turn,
+            answers,
         }
     }
 
@@ -188,18 +192,15 @@ impl Writer {
         match result {
             Ok(outputs) => {
                 self.refresh_pending();
-                for (command, output) in group.into_iter().zip(outputs) {
-                    command.answer(Ok(output));
-                }
+                self.answer(group.into_iter().zip(outputs.into_iter().map(Ok)).collect());
             }
             Err(error) if group.len() == 1 => {
                 tracing::error!(error = ?error, "journal write failed");
-                if let Some(command) = group.into_iter().next() {
-                    command.answer(Err(error));
-                }
+                self.answer(group.into_iter().zip([Err(error)]).collect());
             }
             Err(error) => {
                 tracing::warn!(error = ?error, size = group.len(), "group commit failed; committing its commands one by one");
+                let mut answers = Vec::with_capacity(group.len());
                 for command in group {
                     let result = self
                         .transact(|connection, memory| {
@@ -209,9 +210,10 @@ impl Writer {
                     if let Err(error) = &result {
                         tracing::error!(error = ?error, "journal write failed");
                     }
-                    command.answer(result);
+                    answers.push((command, result));
                 }
                 self.refresh_pending();
+                self.answer(answers);
             }
         }
     }
@@ -246,6 +248,16 @@ impl Writer {
         result
     }
 
+    /// Hands a group's answers to the runtime in one message (see [`deliver`]); answers
+    /// them here when the runtime no longer listens.
+    fn answer(&self, answers: Answers) {
+        if let Err(mpsc::error::SendError(answers)) = self.answers.send(answers) {
+            for (command, result) in answers {
+                command.answer(result);
+            }
+        }
+    }
+
     fn refresh_pending(&self) {
         match pending_count(&self.connection) {
             Ok(count) => self.pending.store(count, Ordering::Relaxed),
@@ -254,8 +266,23 @@ impl Writer {
     }
 }
 
+/// The answers of one group: each command with its result.
+pub(super) type Answers = Vec<(Command, Result<Output, JournalError>)>;
+
+/// Answers the writer's callers on the async runtime, one group at a time. The writer
+/// hands over a group in one message, so the runtime is woken once per commit instead
+/// of once per caller: each cross-thread wake-up is a syscall, and on a busy core often
+/// a switch to the runtime's thread and back.
+pub(super) async fn deliver(mut groups: mpsc::UnboundedReceiver<Answers>) {
+    while let Some(answers) = groups.recv().await {
+        for (command, result) in answers {
+            command.answer(result);
+        }
+    }
+}
+
 /// What a command produced, before the commit is known.
-enum Output {
+pub(super) enum Output {
     Appended(AppendOutcome),
     Claimed(Vec<Claimed>),
     Replayed(ReplayOutcome),
