@@ -320,3 +320,49 @@ async fn a_due_retry_is_claimed_before_the_later_notifications_of_its_duns() {
     assert_eq!(kinds, ["DELETE", "UNDELETE"]);
     assert_eq!(again[0].attempts, 1);
 }
+
+#[tokio::test]
+async fn the_wal_is_restarted_and_trimmed_while_appends_keep_coming() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let wal = dir.path().join("journal.db-wal");
+    let cap = 64 * 1024;
+    let settings = StorageSettings {
+        url: format!("sqlite://{}", path.display()),
+        wal_max_bytes: cap,
+        ..StorageSettings::default()
+    };
+    let journal = journal::connect(&settings).await.unwrap();
+    let wal_bytes = || std::fs::metadata(&wal).map(|meta| meta.len()).unwrap_or(0);
+
+    // A steady stream for a second and a half: several checkpoint ticks, none idle.
+    let mut grown = 0;
+    for round in 0..30u32 {
+        let items: Vec<_> = (0..20u32)
+            .map(|n| {
+                notification(
+                    "UPDATE",
+                    &format!("{:09}", round * 100 + n),
+                    "2024-05-13T08:00:00Z",
+                )
+            })
+            .collect();
+        append(&journal, json!(items)).await;
+        grown = grown.max(wal_bytes());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(grown > cap, "the stream outgrew the cap ({grown} bytes)");
+    // After a restart the next commit starts over at the WAL's beginning and trims the file.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    append(
+        &journal,
+        json!([notification("EXIT", "987654321", "2024-05-13T09:00:00Z")]),
+    )
+    .await;
+    assert!(
+        wal_bytes() <= cap,
+        "the WAL was trimmed back to the cap: {} bytes",
+        wal_bytes()
+    );
+    journal.close().await;
+}

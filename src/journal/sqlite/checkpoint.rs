@@ -1,23 +1,29 @@
 //! WAL checkpoints on their own thread and connection, off the commit path.
 //!
-//! Every second a passive checkpoint copies the committed pages into the
-//! database without blocking the writer, then a restarting checkpoint copies
-//! the few frames committed meanwhile and lets the writer's next transaction
-//! start over at the beginning of the WAL. So the WAL file is overwritten in
-//! place rather than grown: a commit that leaves the file's size alone costs
-//! the data sync only (the bundled SQLite syncs with `fdatasync`, see
-//! `.cargo/config.toml`), where a growing file also has its size flushed, and
-//! the file holds about a second of commits (`journal_size_limit` trims it
-//! back to `storage.wal_max_bytes` whenever it grew past that).
+//! Four times a second, passive checkpoints copy the committed pages into the
+//! database without blocking the writer, until few are left; the thread then
+//! flushes the database file and runs a restarting checkpoint, which copies
+//! the last frames and lets the writer's next transaction start over at the
+//! beginning of the WAL. So the WAL file is overwritten in place rather than
+//! grown: a commit that leaves the file's size alone costs the data sync only
+//! (the bundled SQLite syncs with `fdatasync`, see `.cargo/config.toml`),
+//! where a growing file also has its size flushed, and the file holds a
+//! fraction of a second of commits (`journal_size_limit` trims it back to
+//! `storage.wal_max_bytes` whenever it grew past that).
 //!
-//! The restart takes the writer's turn ([`Turn`]): the writer holds it for
-//! each transaction and hands it over when the checkpoint thread waits for it,
-//! so the restart runs between two transactions instead of racing the writer
-//! for SQLite's write lock, and the writer resumes the moment it is done. It
-//! also waits for readers of older snapshots, at most [`RESTART_WAIT`], and is
-//! otherwise tried again a second later: a long read delays appends by that
+//! The restart blocks the writer while it runs, so everything slow happens
+//! before it: under a steady load a passive checkpoint never syncs the
+//! database file (only one that reaches the end of the WAL does), so the
+//! restart would otherwise flush all the pages the passive ones copied.
+//! It takes the writer's turn ([`Turn`]): the writer holds it for each
+//! transaction and hands it over when the checkpoint thread waits for it, so
+//! the restart runs between two transactions instead of racing the writer for
+//! SQLite's write lock, and the writer resumes the moment it is done. It also
+//! waits for readers of older snapshots, at most [`RESTART_WAIT`], and is
+//! otherwise tried again at the next tick: a long read delays appends by that
 //! much at most.
 
+use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -27,7 +33,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
-const INTERVAL: Duration = Duration::from_secs(1);
+const INTERVAL: Duration = Duration::from_millis(250);
+/// Frames a passive pass may leave for the restart (about 1 MiB with 4 KiB pages).
+const RESTART_FRAMES: i64 = 256;
+/// Passive passes per tick at most, for a writer that commits as fast as they copy.
+const PASSES: usize = 4;
 
 /// Taken by the writer for each transaction and by the checkpoint thread for each restart.
 pub(super) type Turn = Arc<Mutex<()>>;
@@ -44,6 +54,7 @@ impl Checkpointer {
     /// Starts checkpointing the database at `path`.
     pub(super) fn start(path: &Path, turn: Turn) -> std::io::Result<Self> {
         let connection = Connection::open(path).map_err(std::io::Error::other)?;
+        let database = File::open(path)?;
         connection
             .busy_timeout(RESTART_WAIT)
             .map_err(std::io::Error::other)?;
@@ -52,7 +63,7 @@ impl Checkpointer {
             .name("journal-checkpoint".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
-                    checkpoint(&connection, &turn);
+                    checkpoint(&connection, &database, &turn);
                 }
             })?;
         Ok(Self { stop, thread })
@@ -65,27 +76,42 @@ impl Checkpointer {
     }
 }
 
-fn checkpoint(connection: &Connection, turn: &Mutex<()>) {
-    if run(connection, "PASSIVE") {
-        let _turn = turn.lock();
-        run(connection, "RESTART");
+fn checkpoint(connection: &Connection, database: &File, turn: &Mutex<()>) {
+    let mut copied_before = 0;
+    for _ in 0..PASSES {
+        let Some((frames, copied)) = run(connection, "PASSIVE") else {
+            return;
+        };
+        let fresh = copied - copied_before;
+        copied_before = copied;
+        if copied < frames || fresh <= RESTART_FRAMES {
+            break;
+        }
     }
+    if let Err(error) = database.sync_data() {
+        tracing::warn!(error = %error, "could not flush the journal's database file");
+        return;
+    }
+    let _turn = turn.lock();
+    run(connection, "RESTART");
 }
 
-/// One checkpoint; false when it failed.
-fn run(connection: &Connection, mode: &str) -> bool {
-    // The first column is 1 when the checkpoint could not finish (busy), 0 when it did.
-    match connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-        row.get::<_, i64>(0)
-    }) {
-        Ok(0) => true,
-        Ok(_) => {
-            tracing::debug!(mode, "WAL checkpoint postponed: the database was busy");
-            true
+/// One checkpoint: the WAL's frames and how many of them are in the database, or None
+/// when it failed.
+fn run(connection: &Connection, mode: &str) -> Option<(i64, i64)> {
+    let result = connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?))
+    });
+    match result {
+        Ok((busy, frames, copied)) => {
+            if busy != 0 {
+                tracing::debug!(mode, "WAL checkpoint postponed: the database was busy");
+            }
+            Some((frames, copied))
         }
         Err(error) => {
             tracing::warn!(mode, error = %error, "WAL checkpoint failed");
-            false
+            None
         }
     }
 }

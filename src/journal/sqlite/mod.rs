@@ -6,7 +6,7 @@
 //! `BEGIN IMMEDIATE` transaction (group commit), so one fsync covers many
 //! requests and writers never contend for the lock. Callers are answered only
 //! after that COMMIT has returned. The WAL is checkpointed by its own thread,
-//! never inside a commit, and restarted every second, so the WAL file is
+//! never inside a commit, and restarted four times a second, so the WAL file is
 //! overwritten in place and cannot grow without bound.
 
 mod checkpoint;
