@@ -652,7 +652,9 @@ impl PhaseResult {
             self.notifications_per_second()
         );
         println!("latency p50:          {} ms", ms(self.latency_ms(50.0)));
+        println!("latency p90:          {} ms", ms(self.latency_ms(90.0)));
         println!("latency p99:          {} ms", ms(self.latency_ms(99.0)));
+        println!("latency p99.9:        {} ms", ms(self.latency_ms(99.9)));
         let by_code: Vec<String> = self
             .tally
             .non_202
