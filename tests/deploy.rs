@@ -996,6 +996,10 @@ fn dockerfile_copies_everything_the_manifest_needs() {
         "migrations",
         "config.yaml",
     ];
+    // The build settings of the bundled SQLite (fdatasync).
+    if root().join(".cargo/config.toml").exists() {
+        needed.push(".cargo");
+    }
     // Cargo refuses to parse a manifest whose [[bench]] files are missing.
     if manifest.contains("[[bench]]") {
         needed.push("benches");
