@@ -130,7 +130,7 @@ pub struct StorageSettings {
     pub retention: Duration,
     /// SQLite `synchronous` level: `full` (default, every commit is fsynced) or `normal`.
     pub synchronous: SqliteSynchronous,
-    /// WAL size above which a truncating checkpoint runs; default 64 MiB.
+    /// Size the WAL file is trimmed back to when it grew past it; default 64 MiB.
     pub wal_max_bytes: u64,
     /// How often the retention purge runs, in seconds; default 60.
     pub purge_interval_secs: u64,
