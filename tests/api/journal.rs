@@ -13,17 +13,20 @@ use crate::helpers::*;
 
 struct Fixture {
     journal: Arc<dyn Journal>,
+    path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 async fn open() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
     let settings = StorageSettings {
-        url: format!("sqlite://{}", dir.path().join("journal.db").display()),
+        url: format!("sqlite://{}", path.display()),
         ..StorageSettings::default()
     };
     Fixture {
         journal: journal::connect(&settings).await.unwrap(),
+        path,
         _dir: dir,
     }
 }
@@ -365,4 +368,42 @@ async fn the_wal_is_restarted_and_trimmed_while_appends_keep_coming() {
         wal_bytes()
     );
     journal.close().await;
+}
+
+#[tokio::test]
+async fn a_long_read_does_not_hold_appends_back() {
+    let fixture = open().await;
+    append(
+        &fixture.journal,
+        json!([notification("EXIT", "123456789", "2024-05-13T08:00:00Z")]),
+    )
+    .await;
+    // A reader that keeps its snapshot of the WAL for the whole test, as a long query would.
+    let reader = rusqlite::Connection::open(&fixture.path).unwrap();
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM notifications;")
+        .unwrap();
+
+    let mut slowest = Duration::ZERO;
+    for round in 0..20u32 {
+        let started = std::time::Instant::now();
+        append(
+            &fixture.journal,
+            json!([notification(
+                "UPDATE",
+                &format!("{:09}", 200_000_000 + round),
+                "2024-05-13T08:00:00Z"
+            )]),
+        )
+        .await;
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    reader.execute_batch("COMMIT").unwrap();
+    // Checkpoint ticks came and went while the reader held the WAL; none held an append for long.
+    assert!(
+        slowest < Duration::from_secs(1),
+        "an append waited {slowest:?}"
+    );
+    fixture.journal.close().await;
 }

@@ -19,9 +19,9 @@
 //! transaction and hands it over when the checkpoint thread waits for it, so
 //! the restart runs between two transactions instead of racing the writer for
 //! SQLite's write lock, and the writer resumes the moment it is done. It also
-//! waits for readers of older snapshots, at most [`RESTART_WAIT`], and is
-//! otherwise tried again at the next tick: a long read delays appends by that
-//! much at most.
+//! waits for readers of older snapshots, but only [`RESTART_WAIT`]: a read
+//! that lasts longer makes it give up until the next tick (the WAL grows
+//! meanwhile), so a long read delays appends by that much per tick at most.
 
 use std::fs::File;
 use std::path::Path;
@@ -41,8 +41,9 @@ const PASSES: usize = 4;
 
 /// Taken by the writer for each transaction and by the checkpoint thread for each restart.
 pub(super) type Turn = Arc<Mutex<()>>;
-/// Longest wait of a restarting checkpoint for the writer and the readers.
-const RESTART_WAIT: Duration = Duration::from_millis(100);
+/// Longest wait of a restarting checkpoint for readers (the writer's turn makes it the
+/// only writer meanwhile).
+const RESTART_WAIT: Duration = Duration::from_millis(10);
 
 /// The running checkpoint thread.
 pub(super) struct Checkpointer {
