@@ -9,7 +9,8 @@
 //! (the bundled SQLite syncs with `fdatasync`, see `.cargo/config.toml`),
 //! where a growing file also has its size flushed, and the file holds a
 //! fraction of a second of commits (`journal_size_limit` trims it back to
-//! `storage.wal_max_bytes` whenever it grew past that).
+//! `storage.wal_max_bytes` whenever it grew past that). A tick with nothing
+//! committed since the previous one does nothing at all.
 //!
 //! The restart blocks the writer while it runs, so everything slow happens
 //! before it: under a steady load a passive checkpoint never syncs the
@@ -63,8 +64,9 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("journal-checkpoint".into())
             .spawn(move || {
+                let mut last = None;
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
-                    checkpoint(&connection, &database, &turn);
+                    last = checkpoint(&connection, &database, &turn, last);
                 }
             })?;
         Ok(Self { stop, thread })
@@ -77,38 +79,68 @@ impl Checkpointer {
     }
 }
 
-fn checkpoint(connection: &Connection, database: &File, turn: &Mutex<()>) {
+/// One tick. `last` is what the previous tick left (the WAL's frames, how many were
+/// copied); when nothing was committed since, there is nothing to do, not even a flush.
+/// Returns what this tick left, or None to have the next tick run in any case.
+fn checkpoint(
+    connection: &Connection,
+    database: &File,
+    turn: &Mutex<()>,
+    last: Option<(i64, i64)>,
+) -> Option<(i64, i64)> {
+    let mut pass = run(connection, "PASSIVE")?;
+    if Some(pass.wal()) == last {
+        return last;
+    }
     let mut copied_before = 0;
-    for _ in 0..PASSES {
-        let Some((frames, copied)) = run(connection, "PASSIVE") else {
-            return;
-        };
-        let fresh = copied - copied_before;
-        copied_before = copied;
-        if copied < frames || fresh <= RESTART_FRAMES {
+    for _ in 1..PASSES {
+        if pass.copied < pass.frames || pass.copied - copied_before <= RESTART_FRAMES {
             break;
         }
+        copied_before = pass.copied;
+        pass = run(connection, "PASSIVE")?;
     }
     if let Err(error) = database.sync_data() {
         tracing::warn!(error = %error, "could not flush the journal's database file");
-        return;
+        return None;
     }
     let _turn = turn.lock();
-    run(connection, "RESTART");
+    let restart = run(connection, "RESTART")?;
+    // A restart that gave way to a reader is tried again at the next tick, idle or not.
+    (!restart.busy).then(|| restart.wal())
 }
 
-/// One checkpoint: the WAL's frames and how many of them are in the database, or None
-/// when it failed.
-fn run(connection: &Connection, mode: &str) -> Option<(i64, i64)> {
+/// What one checkpoint reported.
+struct Pass {
+    /// It could not finish: a reader (or for a passive one, the writer) was in the way.
+    busy: bool,
+    /// Frames in the WAL.
+    frames: i64,
+    /// Frames of the WAL copied into the database.
+    copied: i64,
+}
+
+impl Pass {
+    fn wal(&self) -> (i64, i64) {
+        (self.frames, self.copied)
+    }
+}
+
+/// One checkpoint, or None when it failed.
+fn run(connection: &Connection, mode: &str) -> Option<Pass> {
     let result = connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-        Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?))
+        Ok(Pass {
+            busy: row.get::<_, i64>(0)? != 0,
+            frames: row.get(1)?,
+            copied: row.get(2)?,
+        })
     });
     match result {
-        Ok((busy, frames, copied)) => {
-            if busy != 0 {
+        Ok(pass) => {
+            if pass.busy {
                 tracing::debug!(mode, "WAL checkpoint postponed: the database was busy");
             }
-            Some((frames, copied))
+            Some(pass)
         }
         Err(error) => {
             tracing::warn!(mode, error = %error, "WAL checkpoint failed");
