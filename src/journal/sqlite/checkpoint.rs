@@ -5,10 +5,11 @@
 //! flushes the database file and runs a restarting checkpoint, which copies
 //! the last frames and lets the writer's next transaction start over at the
 //! beginning of the WAL. So the WAL file is overwritten in place rather than
-//! grown: a commit that leaves the file's size alone costs the data sync only
-//! (the bundled SQLite syncs with `fdatasync`, see `.cargo/config.toml`),
-//! where a growing file also has its size flushed, and the file holds a
-//! fraction of a second of commits (`journal_size_limit` trims it back to
+//! grown: with `fdatasync` (the bundled SQLite is built with it, see
+//! `.cargo/config.toml`) a commit that leaves the file's size alone need not
+//! write the file's inode, where a growing file has its size written with
+//! every commit; and the file holds a fraction of a second of commits
+//! (`journal_size_limit` trims it back to
 //! `storage.wal_max_bytes` whenever it grew past that). A tick with nothing
 //! committed since the previous one does nothing at all.
 //!
