@@ -9,9 +9,9 @@
 //! `.cargo/config.toml`) a commit that leaves the file's size alone need not
 //! write the file's inode, where a growing file has its size written with
 //! every commit; and the file holds a fraction of a second of commits
-//! (`journal_size_limit` trims it back to
-//! `storage.wal_max_bytes` whenever it grew past that). A tick with nothing
-//! committed since the previous one does nothing at all.
+//! (`journal_size_limit` trims it back to `storage.wal_max_bytes` whenever it
+//! grew past that). A tick with nothing committed since the previous one does
+//! nothing at all.
 //!
 //! The restart blocks the writer while it runs, so everything slow happens
 //! before it: under a steady load a passive checkpoint never syncs the
