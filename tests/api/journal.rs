@@ -18,11 +18,16 @@ struct Fixture {
 }
 
 async fn open() -> Fixture {
+    open_with(StorageSettings::default()).await
+}
+
+/// A journal in a temporary folder with `settings`, but for its location.
+async fn open_with(settings: StorageSettings) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
     let settings = StorageSettings {
         url: format!("sqlite://{}", path.display()),
-        ..StorageSettings::default()
+        ..settings
     };
     Fixture {
         journal: journal::connect(&settings).await.unwrap(),
@@ -326,16 +331,14 @@ async fn a_due_retry_is_claimed_before_the_later_notifications_of_its_duns() {
 
 #[tokio::test]
 async fn the_wal_is_restarted_and_trimmed_while_appends_keep_coming() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("journal.db");
-    let wal = dir.path().join("journal.db-wal");
     let cap = 64 * 1024;
-    let settings = StorageSettings {
-        url: format!("sqlite://{}", path.display()),
+    let fixture = open_with(StorageSettings {
         wal_max_bytes: cap,
         ..StorageSettings::default()
-    };
-    let journal = journal::connect(&settings).await.unwrap();
+    })
+    .await;
+    let journal = &fixture.journal;
+    let wal = fixture.path.with_extension("db-wal");
     let wal_bytes = || std::fs::metadata(&wal).map(|meta| meta.len()).unwrap_or(0);
 
     // A steady stream for a second and a half: several checkpoint ticks, none idle.
@@ -350,7 +353,7 @@ async fn the_wal_is_restarted_and_trimmed_while_appends_keep_coming() {
                 )
             })
             .collect();
-        append(&journal, json!(items)).await;
+        append(journal, json!(items)).await;
         grown = grown.max(wal_bytes());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -358,7 +361,7 @@ async fn the_wal_is_restarted_and_trimmed_while_appends_keep_coming() {
     // After a restart the next commit starts over at the WAL's beginning and trims the file.
     tokio::time::sleep(Duration::from_millis(600)).await;
     append(
-        &journal,
+        journal,
         json!([notification("EXIT", "987654321", "2024-05-13T09:00:00Z")]),
     )
     .await;
