@@ -185,15 +185,39 @@ impl HubSpotClient {
         self.batch_read_companies(None, ids, properties).await
     }
 
+    /// Reads tasks by record id; ids that no longer exist (deleted) are absent from the answer.
+    pub async fn read_tasks(
+        &self,
+        ids: &[String],
+        properties: &[String],
+    ) -> Result<Vec<SimpleObject>, HubSpotError> {
+        self.batch_read("tasks", None, ids, properties).await
+    }
+
     async fn batch_read_companies(
         &self,
         id_property: Option<&str>,
         values: &[String],
         properties: &[String],
     ) -> Result<Vec<SimpleObject>, HubSpotError> {
+        self.batch_read("companies", id_property, values, properties)
+            .await
+    }
+
+    async fn batch_read(
+        &self,
+        object: &str,
+        id_property: Option<&str>,
+        values: &[String],
+        properties: &[String],
+    ) -> Result<Vec<SimpleObject>, HubSpotError> {
         let path = self
             .version
-            .path("objects", "companies/batch/read?archived=false");
+            .path("objects", &format!("{object}/batch/read?archived=false"));
+        let endpoint = match object {
+            "companies" => "companies_batch_read",
+            _ => "tasks_batch_read",
+        };
         let mut found = Vec::new();
         for chunk in values.chunks(BATCH_LIMIT) {
             let body = BatchReadRequest {
@@ -207,7 +231,7 @@ impl HubSpotClient {
             };
             let answer: BatchAnswer = self
                 .call(
-                    "companies_batch_read",
+                    endpoint,
                     CallKind::Standard,
                     Method::POST,
                     &path,
@@ -324,10 +348,26 @@ impl HubSpotClient {
         &self,
         inputs: Vec<UpdateInput>,
     ) -> Result<BatchAnswer, HubSpotError> {
+        self.update("companies", inputs).await
+    }
+
+    /// Updates records of `object` (`companies`, `tasks`) by id; at most [`BATCH_LIMIT`]
+    /// inputs, each id once.
+    pub async fn update(
+        &self,
+        object: &str,
+        inputs: Vec<UpdateInput>,
+    ) -> Result<BatchAnswer, HubSpotError> {
         debug_assert!(inputs.len() <= BATCH_LIMIT);
-        let path = self.version.path("objects", "companies/batch/update");
+        let path = self
+            .version
+            .path("objects", &format!("{object}/batch/update"));
+        let endpoint = match object {
+            "companies" => "companies_batch_update",
+            _ => "tasks_batch_update",
+        };
         self.call(
-            "companies_batch_update",
+            endpoint,
             CallKind::Standard,
             Method::POST,
             &path,

@@ -210,6 +210,25 @@ pub struct StoredAction {
     pub updated_at_ms: i64,
 }
 
+/// One thing the bridge did to a HubSpot company, from the journal's action records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompanyEvent {
+    /// The HubSpot company.
+    pub company_id: String,
+    /// The notification that did it.
+    pub notification_id: NotificationId,
+    /// Its type.
+    pub notification_type: Option<crate::dnb::NotificationType>,
+    /// Its D&B delivery time, unix milliseconds.
+    pub delivered_at_ms: i64,
+    /// The action kind (`create_task`, `complete_task`, `update_property`, …).
+    pub kind: String,
+    /// The object written (a task id for tasks).
+    pub object_id: Option<String>,
+    /// The action's detail JSON.
+    pub detail: String,
+}
+
 /// How one claimed notification ended this time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -449,6 +468,23 @@ pub trait Journal: Send + Sync + 'static {
 
     /// HubSpot companies the bridge created for these DUNS, as `(duns, company id)`.
     async fn created_companies(
+        &self,
+        dunses: &[String],
+    ) -> Result<Vec<(String, String)>, JournalError>;
+
+    /// What the bridge did to these HubSpot companies, oldest first: the done actions whose
+    /// detail names the company and that are tasks (created or completed) or belong to a
+    /// reversing notification (UNDELETE, REVIEWED). Actions of `except` (the batch in hand,
+    /// which has its own checkpoints) are left out.
+    async fn company_history(
+        &self,
+        company_ids: &[String],
+        except: &[NotificationId],
+    ) -> Result<Vec<CompanyEvent>, JournalError>;
+
+    /// Companies a TRANSFER moved away from these DUNS (recorded before the move was sent),
+    /// newest first, as `(old duns, company id)`.
+    async fn moved_companies(
         &self,
         dunses: &[String],
     ) -> Result<Vec<(String, String)>, JournalError>;

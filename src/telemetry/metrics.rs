@@ -42,6 +42,8 @@ pub const COMPANIES_UPDATED: &str = "bridge_hubspot_companies_updated_total";
 pub const COMPANIES_CREATED: &str = "bridge_hubspot_companies_created_total";
 /// `bridge_hubspot_tasks_created_total`.
 pub const TASKS_CREATED: &str = "bridge_hubspot_tasks_created_total";
+/// `bridge_hubspot_tasks_completed_total`: open tasks completed by a reversing alert.
+pub const TASKS_COMPLETED: &str = "bridge_hubspot_tasks_completed_total";
 /// `bridge_hubspot_notes_created_total`.
 pub const NOTES_CREATED: &str = "bridge_hubspot_notes_created_total";
 /// `bridge_hubspot_api_calls_total{endpoint,status}`.
@@ -181,6 +183,11 @@ impl Metrics {
         self.with(|| counter!(TASKS_CREATED).increment(count as u64));
     }
 
+    /// Open tasks completed in HubSpot because an alert reversed theirs.
+    pub fn hubspot_tasks_completed(&self, count: usize) {
+        self.with(|| counter!(TASKS_COMPLETED).increment(count as u64));
+    }
+
     /// Notes created in HubSpot.
     pub fn hubspot_notes_created(&self, count: usize) {
         self.with(|| counter!(NOTES_CREATED).increment(count as u64));
@@ -261,7 +268,7 @@ enum Kind {
 }
 
 /// Every metric: name, kind and help text.
-const CATALOGUE: [(&str, Kind, &str); 19] = [
+const CATALOGUE: [(&str, Kind, &str); 20] = [
     (
         RECEIVED,
         Kind::Counter,
@@ -309,6 +316,11 @@ const CATALOGUE: [(&str, Kind, &str); 19] = [
         "HubSpot companies created.",
     ),
     (TASKS_CREATED, Kind::Counter, "HubSpot tasks created."),
+    (
+        TASKS_COMPLETED,
+        Kind::Counter,
+        "Open HubSpot tasks completed because a later alert reversed theirs.",
+    ),
     (NOTES_CREATED, Kind::Counter, "HubSpot notes created."),
     (
         API_CALLS,
@@ -406,6 +418,7 @@ fn describe() {
         COMPANIES_UPDATED,
         COMPANIES_CREATED,
         TASKS_CREATED,
+        TASKS_COMPLETED,
         NOTES_CREATED,
         API_ERRORS,
     ] {
@@ -430,6 +443,7 @@ mod tests {
             COMPANIES_UPDATED,
             COMPANIES_CREATED,
             TASKS_CREATED,
+            TASKS_COMPLETED,
             NOTES_CREATED,
             API_ERRORS,
             HUBSPOT_PAUSED,

@@ -25,9 +25,9 @@ use rusqlite_migration::{M, Migrations};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    ActionRecord, ActionState, AppendOutcome, AttemptRecord, Claimed, Completion, Delivery, Detail,
-    Filter, Journal, JournalError, JournalStats, NotificationId, ReplayOutcome, Status,
-    StoredAction, Summary,
+    ActionRecord, ActionState, AppendOutcome, AttemptRecord, Claimed, CompanyEvent, Completion,
+    Delivery, Detail, Filter, Journal, JournalError, JournalStats, NotificationId, ReplayOutcome,
+    Status, StoredAction, Summary,
 };
 use crate::config::{SqliteSynchronous, StorageSettings};
 use writer::Command;
@@ -63,6 +63,9 @@ fn migrations() -> Migrations<'static> {
         )),
         M::up(include_str!(
             "../../../migrations/sqlite/0005_deliveries_by_arrival.sql"
+        )),
+        M::up(include_str!(
+            "../../../migrations/sqlite/0007_company_history.sql"
         )),
     ])
 }
@@ -412,6 +415,67 @@ impl Journal for SqliteJournal {
                     "SELECT json_extract(detail, '$.duns'), object_id FROM actions
                      WHERE kind = 'update_company' AND state = 'done' AND object_id IS NOT NULL
                        AND json_extract(detail, '$.duns') IN (SELECT value FROM json_each(?1))",
+                )?;
+                let rows = statement.query_map([list], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn company_history(
+        &self,
+        company_ids: &[String],
+        except: &[NotificationId],
+    ) -> Result<Vec<CompanyEvent>, JournalError> {
+        let companies = serde_json::to_string(company_ids).expect("strings serialise");
+        let except = serde_json::to_string(except).expect("ids serialise");
+        self.readers
+            .run(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT json_extract(a.detail, '$.company'), a.notification_id, n.type,
+                            n.delivered_at, a.kind, a.object_id, a.detail
+                     FROM actions AS a JOIN notifications AS n ON n.id = a.notification_id
+                     WHERE json_extract(a.detail, '$.company') IS NOT NULL
+                       AND json_extract(a.detail, '$.company') IN (SELECT value FROM json_each(?1))
+                       AND a.state = 'done'
+                       AND a.notification_id NOT IN (SELECT value FROM json_each(?2))
+                       AND (a.kind IN ('create_task', 'complete_task')
+                            OR n.type IN ('UNDELETE', 'REVIEWED'))
+                     ORDER BY n.delivered_at, a.notification_id",
+                )?;
+                let rows = statement.query_map([companies, except], |row| {
+                    Ok(CompanyEvent {
+                        company_id: row.get(0)?,
+                        notification_id: row.get(1)?,
+                        notification_type: row
+                            .get::<_, Option<String>>(2)?
+                            .as_deref()
+                            .and_then(crate::dnb::NotificationType::parse),
+                        delivered_at_ms: row.get::<_, Option<i64>>(3)?.unwrap_or_default(),
+                        kind: row.get(4)?,
+                        object_id: row.get(5)?,
+                        detail: row.get(6)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn moved_companies(
+        &self,
+        dunses: &[String],
+    ) -> Result<Vec<(String, String)>, JournalError> {
+        let list = serde_json::to_string(dunses).expect("strings serialise");
+        self.readers
+            .run(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT json_extract(detail, '$.moved_from'), json_extract(detail, '$.company')
+                     FROM actions
+                     WHERE json_extract(detail, '$.moved_from') IS NOT NULL
+                       AND json_extract(detail, '$.moved_from') IN (SELECT value FROM json_each(?1))
+                       AND state IN ('done', 'unknown')
+                     ORDER BY updated_at DESC",
                 )?;
                 let rows = statement.query_map([list], |row| Ok((row.get(0)?, row.get(1)?)))?;
                 rows.collect()
