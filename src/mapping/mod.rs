@@ -4,6 +4,7 @@
 
 pub mod action;
 pub mod labels;
+pub mod lifecycle;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,11 +33,11 @@ impl ActionRules {
         use ActionKind::*;
         use NotificationType::*;
         match notification_type {
-            Delete | Transfer => vec![CreateTask, CreateNote, UpdateProperty],
-            UnderReview | Exit | Removed => vec![CreateTask, CreateNote],
-            Update | Undelete => vec![CreateNote, UpdateProperty],
-            Seed | FullProduct => vec![UpdateCompany, CreateNote],
-            Reviewed => vec![CreateNote],
+            Delete | Transfer | UnderReview | Exit | Removed => {
+                vec![CreateTask, CreateNote, UpdateProperty]
+            }
+            Update | Undelete | Reviewed => vec![CreateNote, UpdateProperty],
+            Seed | FullProduct => vec![UpdateCompany, CreateNote, UpdateProperty],
         }
     }
 
@@ -122,10 +123,18 @@ pub fn plan(notification_id: i64, notification: &Notification, rules: &ActionRul
                 }
             }
             ActionKind::CreateNote => Action::CreateNote {
-                body: render::note_html(&[(notification_id, notification)], &company, &successor),
+                body: render::note_html(
+                    &[render::NoteEntry {
+                        id: notification_id,
+                        notification,
+                        successor: successor.clone(),
+                        remarks: render::Remarks::default(),
+                    }],
+                    &company,
+                ),
             },
-            ActionKind::UpdateProperty => Action::UpdateProperty {
-                properties: BTreeMap::from([
+            ActionKind::UpdateProperty => {
+                let mut properties = BTreeMap::from([
                     ("dnb_last_alert_type".to_string(), kind.as_str().to_string()),
                     (
                         "dnb_last_alert_at".to_string(),
@@ -137,12 +146,12 @@ pub fn plan(notification_id: i64, notification: &Notification, rules: &ActionRul
                         "dnb_critical_alert".to_string(),
                         rules.is_critical(kind).to_string(),
                     ),
-                    (
-                        "dnb_monitoring_status".to_string(),
-                        monitoring_status(kind).to_string(),
-                    ),
-                ]),
-            },
+                ]);
+                if let Some(status) = status_after(kind) {
+                    properties.insert(lifecycle::MONITORING_STATUS.to_string(), status.to_string());
+                }
+                Action::UpdateProperty { properties }
+            }
             ActionKind::UpdateCompany => Action::UpdateCompany {
                 properties: company_fields(notification, rules),
                 create_if_missing: rules.create_missing_companies
@@ -181,14 +190,18 @@ fn preview_successor(notification: &Notification) -> render::SuccessorView {
         })
 }
 
-/// `dnb_monitoring_status`: EXIT and REMOVED mean coverage was lost, not that the company closed.
-fn monitoring_status(kind: NotificationType) -> &'static str {
+/// The `dnb_monitoring_status` a type sets; `None` for the types that leave it as it is
+/// (UPDATE, SEED, FULL_PRODUCT). EXIT and REMOVED mean coverage was lost, not that the
+/// company closed.
+pub fn status_after(kind: NotificationType) -> Option<&'static str> {
+    use NotificationType::*;
     match kind {
-        NotificationType::Exit | NotificationType::Removed => "coverage_lost",
-        NotificationType::Delete => "deleted",
-        NotificationType::Transfer => "transferred",
-        NotificationType::UnderReview => "under_review",
-        _ => "monitored",
+        Exit | Removed => Some("coverage_lost"),
+        Delete => Some("deleted"),
+        Transfer => Some("transferred"),
+        UnderReview => Some("under_review"),
+        Undelete | Reviewed => Some(lifecycle::MONITORED),
+        Update | Seed | FullProduct => None,
     }
 }
 
@@ -310,7 +323,7 @@ mod tests {
         );
         assert_eq!(
             kinds(&plan(1, &notification("EXIT", json!({})), &rules)),
-            [CreateTask, CreateNote]
+            [CreateTask, CreateNote, UpdateProperty]
         );
         assert_eq!(
             kinds(&plan(1, &notification("UPDATE", json!({})), &rules)),
@@ -318,11 +331,11 @@ mod tests {
         );
         assert_eq!(
             kinds(&plan(1, &notification("SEED", json!({})), &rules)),
-            [UpdateCompany, CreateNote]
+            [UpdateCompany, CreateNote, UpdateProperty]
         );
         assert_eq!(
             kinds(&plan(1, &notification("REVIEWED", json!({})), &rules)),
-            [CreateNote]
+            [CreateNote, UpdateProperty]
         );
     }
 
@@ -339,7 +352,11 @@ mod tests {
         );
         assert_eq!(
             rules.actions_for(NotificationType::Exit),
-            [ActionKind::CreateTask, ActionKind::CreateNote]
+            [
+                ActionKind::CreateTask,
+                ActionKind::CreateNote,
+                ActionKind::UpdateProperty
+            ]
         );
     }
 

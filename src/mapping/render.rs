@@ -69,7 +69,22 @@ pub struct TaskText {
 
 /// The plain-text marker of a notification that the service searches HubSpot for.
 pub fn marker(notification_id: i64) -> String {
-    format!("dnb-hubspot-bridge notification {notification_id}")
+    format!("{MARKER_PREFIX}{notification_id}")
+}
+
+const MARKER_PREFIX: &str = "dnb-hubspot-bridge notification ";
+
+/// Whether `body` carries the marker of exactly this notification: the number after the
+/// marker's words must end there (`notification 1` is not found in `notification 12`).
+pub fn carries_marker(body: &str, notification_id: i64) -> bool {
+    let wanted = notification_id.to_string();
+    body.match_indices(MARKER_PREFIX).any(|(at, prefix)| {
+        let digits: String = body[at + prefix.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits == wanted
+    })
 }
 
 /// The task for one notification: a subject readable at a glance and a body
@@ -105,31 +120,98 @@ pub fn task_text(
     }
 }
 
-/// One timeline note for notifications of one DUNS handled together, in the
-/// given order; repeated and no-op changes are shown once or not at all.
-/// Markers are never cut, so callers keep a note to at most about 1,400
-/// notifications (their markers alone would otherwise exceed [`BODY_LIMIT`]).
-pub fn note_html(
-    notifications: &[(i64, &Notification)],
-    company: &CompanyView,
-    successor: &SuccessorView,
-) -> String {
+/// One notification's part of a note, with what became of it.
+#[derive(Debug, Clone)]
+pub struct NoteEntry<'a> {
+    /// Its journal id (the note carries its marker).
+    pub id: i64,
+    /// The notification.
+    pub notification: &'a Notification,
+    /// The TRANSFER successor as this notification resolved it.
+    pub successor: SuccessorView,
+    /// What the company's state made of it.
+    pub remarks: Remarks,
+}
+
+/// What happened to a notification beyond its own content, said in its paragraph.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remarks {
+    /// It is older than the company's last alert (delivered at this time): it changed no field.
+    pub late_behind: Option<DateTime<Utc>>,
+    /// A task for this kind of alert is already open on the company, so none was created.
+    pub task_already_open: bool,
+    /// A newer notification of this type already reversed it, so no task was created.
+    pub reversed_by: Option<(NotificationType, DateTime<Utc>)>,
+    /// Open tasks of the alert it reverses that it completed.
+    pub completed_tasks: usize,
+}
+
+/// One timeline note for notifications of one company handled together, in the
+/// given order, each paragraph worded from its own notification; repeated and
+/// no-op changes are shown once or not at all. Markers are never cut, so
+/// callers keep a note to at most about 1,400 notifications (their markers
+/// alone would otherwise exceed [`BODY_LIMIT`]).
+pub fn note_html(entries: &[NoteEntry<'_>], company: &CompanyView) -> String {
     let mut seen = HashSet::new();
-    let mut pieces = vec![note_title(notifications, company)];
+    let notifications: Vec<&Notification> =
+        entries.iter().map(|entry| entry.notification).collect();
+    let mut pieces = vec![note_title(&notifications, company)];
     pieces.extend(duplicates_block(company));
-    for (_, notification) in notifications {
+    for entry in entries {
+        let notification = entry.notification;
         let name = shorten(&company_name(company, notification), NAME_LIMIT);
-        let wording = wording(notification, &name, successor);
+        let wording = wording(notification, &name, &entry.successor);
         pieces.push(Piece::Heading(format!(
             "<p><strong>{}</strong> · {}</p>",
             escape_html(wording.heading),
             when(notification.delivered_at)
         )));
         pieces.push(Piece::Block(paragraph(&wording.summary)));
+        pieces.extend(remarks(notification.notification_type, &entry.remarks));
         pieces.extend(detail_items(notification, &mut seen));
     }
-    let ids: Vec<i64> = notifications.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<i64> = entries.iter().map(|entry| entry.id).collect();
     assemble(&pieces, &markers(&ids))
+}
+
+/// The sentences a note adds for what the company's state made of a notification.
+fn remarks(notification_type: NotificationType, remarks: &Remarks) -> Vec<Piece> {
+    let mut said = Vec::new();
+    if let Some(newer) = remarks.late_behind {
+        said.push(format!(
+            "This alert arrived late: the company already shows a newer D&B alert (from {}), \
+             so its fields were left as they are.",
+            when(newer)
+        ));
+    }
+    if let Some((reverser, at)) = remarks.reversed_by {
+        said.push(format!(
+            "A newer {} alert (from {}) already reversed it, so no task was created.",
+            reverser.as_str(),
+            when(at)
+        ));
+    }
+    if remarks.task_already_open {
+        said.push(format!(
+            "A task for the earlier {} alert is already open on this company, so no second \
+             task was created.",
+            notification_type.as_str()
+        ));
+    }
+    if remarks.completed_tasks > 0 {
+        let reversed = super::lifecycle::reversed_type(notification_type)
+            .map_or("earlier", NotificationType::as_str);
+        let completed = match remarks.completed_tasks {
+            1 => "its open task was completed".to_string(),
+            count => format!("its {count} open tasks were completed"),
+        };
+        said.push(format!(
+            "This reverses the earlier {reversed} alert: {completed}."
+        ));
+    }
+    said.iter()
+        .map(|sentence| Piece::Block(format!("<p><em>{}</em></p>", escape_html(sentence))))
+        .collect()
 }
 
 /// 09:00 local time on the next Monday to Friday after today in `time_zone`
@@ -429,7 +511,7 @@ fn known_name(company: &CompanyView, notification: &Notification) -> Option<Stri
         .map(|name| shorten(name, TITLE_NAME_LIMIT))
 }
 
-fn note_title(notifications: &[(i64, &Notification)], company: &CompanyView) -> Piece {
+fn note_title(notifications: &[&Notification], company: &CompanyView) -> Piece {
     let alerts = if notifications.len() == 1 {
         "D&amp;B alert"
     } else {
@@ -438,7 +520,7 @@ fn note_title(notifications: &[(i64, &Notification)], company: &CompanyView) -> 
     let duns = escape_html(&company.duns);
     let name = notifications
         .iter()
-        .find_map(|(_, notification)| known_name(company, notification));
+        .find_map(|notification| known_name(company, notification));
     Piece::Block(match name {
         Some(name) => format!(
             "<p><strong>{alerts} for {}</strong> (D-U-N-S {duns})</p>",
@@ -645,6 +727,24 @@ mod tests {
             .collect()
     }
 
+    /// A note with no remarks, every paragraph with the same successor.
+    fn plain_note(
+        notifications: &[(i64, &Notification)],
+        company: &CompanyView,
+        successor: &SuccessorView,
+    ) -> String {
+        let entries: Vec<NoteEntry<'_>> = notifications
+            .iter()
+            .map(|(id, notification)| NoteEntry {
+                id: *id,
+                notification,
+                successor: successor.clone(),
+                remarks: Remarks::default(),
+            })
+            .collect();
+        note_html(&entries, company)
+    }
+
     fn company(duns: &str, name: Option<&str>) -> CompanyView {
         CompanyView {
             id: "90001".into(),
@@ -661,7 +761,7 @@ mod tests {
         successor: &SuccessorView,
     ) -> String {
         let task = task_text(101, notification, company, successor);
-        let note = note_html(&[(101, notification)], company, successor);
+        let note = plain_note(&[(101, notification)], company, successor);
         format!(
             "TASK SUBJECT: {}\n\nTASK BODY:\n{}\n\nNOTE:\n{}\n",
             task.subject, task.body_html, note
@@ -869,7 +969,7 @@ mod tests {
         assert_eq!(ours.len(), 3);
         let mut northwind = company("021258997", Some("Northwind Pharma Ltd"));
         northwind.other_ids_with_same_duns = vec!["30412".into(), "30977".into()];
-        let note = note_html(&ours, &northwind, &SuccessorView::Unknown);
+        let note = plain_note(&ours, &northwind, &SuccessorView::Unknown);
         assert_well_formed(&note);
         for (id, _) in &ours {
             assert!(note.contains(&marker(*id)), "{note}");
@@ -892,7 +992,7 @@ mod tests {
         );
         let first = update_with(vec![renamed.clone(), same, only_codes_differ]);
         let second = update_with(vec![renamed]);
-        let note = note_html(
+        let note = plain_note(
             &[(1, &first), (2, &second)],
             &company("021258997", None),
             &SuccessorView::Unknown,
@@ -914,7 +1014,7 @@ mod tests {
         let mut view = company("021258997", Some(hostile));
         view.other_ids_with_same_duns = vec!["<img src=x>".into()];
         let task = task_text(7, &notification, &view, &SuccessorView::Unknown);
-        let note = note_html(&[(7, &notification)], &view, &SuccessorView::Unknown);
+        let note = plain_note(&[(7, &notification)], &view, &SuccessorView::Unknown);
         for html in [&task.body_html, &note] {
             assert!(!html.contains("<script>"), "{html}");
             assert!(!html.contains("<img"), "{html}");
@@ -940,7 +1040,7 @@ mod tests {
             .collect();
         let huge = update_with(elements);
         let delete = &sample("delete.json")[0];
-        let note = note_html(
+        let note = plain_note(
             &[(41, &huge), (42, delete)],
             &company("021258997", Some("Northwind")),
             &SuccessorView::Unknown,
@@ -978,13 +1078,26 @@ mod tests {
             json!("A"),
             json!("B".repeat(100_000)),
         )]);
-        let note = note_html(
+        let note = plain_note(
             &[(1, &notification)],
             &company("021258997", None),
             &SuccessorView::Unknown,
         );
         assert!(note.len() < 2_000, "{}", note.len());
         assert!(note.contains("BBB…</li>"), "{note}");
+    }
+
+    #[test]
+    fn a_marker_matches_its_own_notification_only() {
+        let note = format!("<p>{}</p>\n<p>{}</p>", marker(12), marker(7));
+        assert!(carries_marker(&note, 12));
+        assert!(carries_marker(&note, 7));
+        assert!(!carries_marker(&note, 1), "1 is not 12");
+        assert!(!carries_marker(&note, 123));
+        assert!(
+            !carries_marker("notification 1", 1),
+            "the whole marker, not a word of it"
+        );
     }
 
     #[test]

@@ -1,0 +1,279 @@
+//! What one notification does to a company, given what the company already
+//! shows: the contract's processing rules as a pure function, shared by the
+//! HubSpot executor (which reads the state from HubSpot and the journal) and
+//! `simulate` (which keeps it in memory).
+//!
+//! - Older never overwrites newer: a notification older than the company's
+//!   last alert writes no alert-tracking property and no company field.
+//! - Reversals close the work they reverse: UNDELETE completes the open tasks
+//!   of older DELETE notifications, REVIEWED those of UNDER_REVIEW.
+//! - One open task per company and type; no task for an alert that a newer
+//!   notification already reversed.
+//! - `dnb_monitoring_status` changes only with the types that set it; the
+//!   others leave it (`monitored` on a company that has none).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::action::Action;
+use super::render::Remarks;
+use super::{Plan, status_after};
+use crate::dnb::{Notification, NotificationType};
+
+/// The alert-tracking property holding the monitoring status.
+pub const MONITORING_STATUS: &str = "dnb_monitoring_status";
+/// The status of a company whose notifications never set one.
+pub const MONITORED: &str = "monitored";
+
+/// The type whose work a type reverses (UNDELETE → DELETE, REVIEWED → UNDER_REVIEW).
+pub fn reversed_type(notification_type: NotificationType) -> Option<NotificationType> {
+    match notification_type {
+        NotificationType::Undelete => Some(NotificationType::Delete),
+        NotificationType::Reviewed => Some(NotificationType::UnderReview),
+        _ => None,
+    }
+}
+
+/// A task this service created, known by id or by the batch position creating it now.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TaskRef {
+    /// A task that exists in HubSpot.
+    Existing(String),
+    /// The task the notification at this batch position creates.
+    New(usize),
+}
+
+/// An open task this service created on the company.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTask {
+    /// Which task.
+    pub task: TaskRef,
+    /// The type of the notification that created it.
+    pub alert: NotificationType,
+    /// That notification's delivery time.
+    pub delivered_at: DateTime<Utc>,
+}
+
+/// What the company shows before (and, as notifications apply, during) a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompanyState {
+    /// `dnb_last_alert_at`.
+    pub last_alert_at: Option<DateTime<Utc>>,
+    /// `dnb_monitoring_status`.
+    pub monitoring_status: Option<String>,
+    /// Open tasks this service created.
+    pub open_tasks: Vec<OpenTask>,
+    /// Reversing notifications that acted on the company: type and delivery time.
+    pub reversals: Vec<(NotificationType, DateTime<Utc>)>,
+}
+
+/// What to do about a planned task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskDecision {
+    /// The type plans no task.
+    NotPlanned,
+    /// Create it.
+    Create,
+    /// A task for this type is already open: add to the note instead.
+    AlreadyOpen(TaskRef),
+    /// A newer notification reversed this alert: no task.
+    Reversed(NotificationType, DateTime<Utc>),
+}
+
+/// What one notification does to the company.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Set when the company already shows a newer alert (its time).
+    pub late_behind: Option<DateTime<Utc>>,
+    /// Alert-tracking properties to write (empty when late or not planned).
+    pub tracking: BTreeMap<String, String>,
+    /// Whether its company fields (`update_company`) may be written.
+    pub write_fields: bool,
+    /// Its task.
+    pub task: TaskDecision,
+    /// Open tasks it completes.
+    pub completes: Vec<TaskRef>,
+}
+
+impl Decision {
+    /// What the note says about it; `completed` is how many of [`Decision::completes`] were.
+    pub fn remarks(&self, completed: usize) -> Remarks {
+        Remarks {
+            late_behind: self.late_behind,
+            task_already_open: matches!(self.task, TaskDecision::AlreadyOpen(_)),
+            reversed_by: match self.task {
+                TaskDecision::Reversed(by, at) => Some((by, at)),
+                _ => None,
+            },
+            completed_tasks: completed,
+        }
+    }
+}
+
+impl CompanyState {
+    /// Applies the notification at batch `position` with its plan and says what it does.
+    pub fn apply(&mut self, position: usize, notification: &Notification, plan: &Plan) -> Decision {
+        let kind = notification.notification_type;
+        let at = notification.delivered_at;
+        let late_behind = self.last_alert_at.filter(|last| at < *last);
+
+        let mut tracking = BTreeMap::new();
+        if let Some(properties) = plan.actions.iter().find_map(|action| match action {
+            Action::UpdateProperty { properties } => Some(properties),
+            _ => None,
+        }) && late_behind.is_none()
+        {
+            tracking = properties.clone();
+            match status_after(kind) {
+                Some(status) => {
+                    tracking.insert(MONITORING_STATUS.into(), status.into());
+                }
+                None if self.monitoring_status.as_deref().is_none_or(str::is_empty) => {
+                    tracking.insert(MONITORING_STATUS.into(), MONITORED.into());
+                }
+                None => {
+                    tracking.remove(MONITORING_STATUS);
+                }
+            }
+            if let Some(status) = tracking.get(MONITORING_STATUS) {
+                self.monitoring_status = Some(status.clone());
+            }
+        }
+        if late_behind.is_none() {
+            self.last_alert_at = Some(at);
+        }
+
+        let mut completes = Vec::new();
+        if let Some(reversed) = reversed_type(kind) {
+            self.reversals.push((kind, at));
+            self.open_tasks.retain(|open| {
+                let closes = open.alert == reversed && open.delivered_at < at;
+                if closes {
+                    completes.push(open.task.clone());
+                }
+                !closes
+            });
+        }
+
+        let plans_task = plan
+            .actions
+            .iter()
+            .any(|action| matches!(action, Action::CreateTask { .. }));
+        let reversal = self
+            .reversals
+            .iter()
+            .filter(|(reverser, when)| reversed_type(*reverser) == Some(kind) && *when > at)
+            .max_by_key(|(_, when)| *when)
+            .copied();
+        let task = if !plans_task {
+            TaskDecision::NotPlanned
+        } else if let Some((by, when)) = reversal {
+            TaskDecision::Reversed(by, when)
+        } else if let Some(open) = self.open_tasks.iter().find(|open| open.alert == kind) {
+            TaskDecision::AlreadyOpen(open.task.clone())
+        } else {
+            self.open_tasks.push(OpenTask {
+                task: TaskRef::New(position),
+                alert: kind,
+                delivered_at: at,
+            });
+            TaskDecision::Create
+        };
+
+        Decision {
+            late_behind,
+            tracking,
+            write_fields: late_behind.is_none(),
+            task,
+            completes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::{ActionRules, plan};
+    use serde_json::json;
+
+    fn notification(kind: &str, delivered: &str) -> Notification {
+        Notification::from_value(&json!({"type": kind, "organization": {"duns": "804735132"},
+                                         "deliveryTimeStamp": delivered}))
+        .unwrap()
+    }
+
+    fn apply(state: &mut CompanyState, position: usize, kind: &str, delivered: &str) -> Decision {
+        let notification = notification(kind, delivered);
+        let rules = ActionRules::from_settings(&crate::config::HubSpotSettings::default());
+        state.apply(
+            position,
+            &notification,
+            &plan(position as i64, &notification, &rules),
+        )
+    }
+
+    #[test]
+    fn an_older_notification_writes_nothing_and_says_it_is_late() {
+        let mut state = CompanyState::default();
+        let undelete = apply(&mut state, 0, "UNDELETE", "2024-05-13T09:00:00Z");
+        assert_eq!(undelete.tracking["dnb_last_alert_type"], "UNDELETE");
+        let delete = apply(&mut state, 1, "DELETE", "2024-05-13T08:00:00Z");
+        assert!(delete.tracking.is_empty());
+        assert!(!delete.write_fields);
+        assert_eq!(
+            delete.late_behind.unwrap().to_rfc3339(),
+            "2024-05-13T09:00:00+00:00"
+        );
+        assert!(matches!(
+            delete.task,
+            TaskDecision::Reversed(NotificationType::Undelete, _)
+        ));
+        assert_eq!(state.monitoring_status.as_deref(), Some("monitored"));
+    }
+
+    #[test]
+    fn a_reversal_completes_older_open_tasks_of_the_type_it_reverses() {
+        let mut state = CompanyState::default();
+        assert_eq!(
+            apply(&mut state, 0, "DELETE", "2024-05-13T08:00:00Z").task,
+            TaskDecision::Create
+        );
+        apply(&mut state, 1, "UNDER_REVIEW", "2024-05-13T08:01:00Z");
+        let undelete = apply(&mut state, 2, "UNDELETE", "2024-05-13T08:02:00Z");
+        assert_eq!(undelete.completes, vec![TaskRef::New(0)]);
+        assert_eq!(state.open_tasks.len(), 1, "the review task stays open");
+        assert_eq!(undelete.remarks(1).completed_tasks, 1);
+    }
+
+    #[test]
+    fn a_second_alert_of_a_type_with_an_open_task_creates_none() {
+        let mut state = CompanyState {
+            open_tasks: vec![OpenTask {
+                task: TaskRef::Existing("77".into()),
+                alert: NotificationType::UnderReview,
+                delivered_at: "2024-05-01T00:00:00Z".parse().unwrap(),
+            }],
+            ..CompanyState::default()
+        };
+        let again = apply(&mut state, 0, "UNDER_REVIEW", "2024-05-13T08:00:00Z");
+        assert_eq!(
+            again.task,
+            TaskDecision::AlreadyOpen(TaskRef::Existing("77".into()))
+        );
+        assert!(again.remarks(0).task_already_open);
+    }
+
+    #[test]
+    fn updates_keep_the_monitoring_status_and_set_one_where_there_is_none() {
+        let mut state = CompanyState::default();
+        let update = apply(&mut state, 0, "UPDATE", "2024-05-13T08:00:00Z");
+        assert_eq!(update.tracking[MONITORING_STATUS], "monitored");
+        apply(&mut state, 1, "UNDER_REVIEW", "2024-05-13T08:01:00Z");
+        let update = apply(&mut state, 2, "UPDATE", "2024-05-13T08:02:00Z");
+        assert!(!update.tracking.contains_key(MONITORING_STATUS));
+        assert_eq!(state.monitoring_status.as_deref(), Some("under_review"));
+        let exit = apply(&mut state, 3, "EXIT", "2024-05-13T08:03:00Z");
+        assert_eq!(exit.tracking[MONITORING_STATUS], "coverage_lost");
+    }
+}
