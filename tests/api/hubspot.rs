@@ -39,6 +39,14 @@ pub(crate) fn point_at(
 }
 
 async fn bridge(fake: &FakeHubSpot) -> TestApp {
+    bridge_with(fake, |_| {}).await
+}
+
+/// The bridge against `fake` with short waits, after `configure` adjusted its settings.
+pub(crate) async fn bridge_with(
+    fake: &FakeHubSpot,
+    configure: impl FnOnce(&mut dnb_hubspot_bridge::config::Settings),
+) -> TestApp {
     let (base_url, token) = (fake.base_url(), fake.token().to_string());
     spawn_configured_app(move |settings| {
         point_at(settings, &base_url, &token);
@@ -47,6 +55,7 @@ async fn bridge(fake: &FakeHubSpot) -> TestApp {
         settings.hubspot.outage_pause_secs = 1;
         settings.hubspot.auth_probe_secs = 1;
         settings.workers.retry_initial_ms = 50;
+        configure(settings);
     })
     .await
 }

@@ -9,6 +9,7 @@ mod fake_hubspot_checks;
 mod helpers;
 mod hubspot;
 mod journal;
+mod lifecycle;
 mod openapi;
 mod operations;
 mod processing;

@@ -3,20 +3,30 @@
 //! Each create is journaled as `unknown` before it is sent. An `unknown` left by
 //! an earlier attempt (the answer was lost, or the process died mid-call) is
 //! reconciled first: once search has had time to index it, the marker the
-//! body carries is searched for, and the create is sent again only if absent.
+//! body carries is searched for (an exact match of the notification id), and
+//! the create is sent again only when several looks, `reconcile_after` apart,
+//! did not find it: search can lag writes for minutes.
+//!
+//! A task is created only where the company's state calls for one (one open
+//! task per company and type, none for an alert already reversed); a planned
+//! task called off is recorded with its reason.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+
+use serde_json::{Value, json};
 
 use super::companies::isolate;
-use super::{HubSpotExecutor, Work};
+use super::{HubSpotExecutor, Reconcile, Work, look_again, looks, reconcile_due};
 use crate::hubspot::client::BATCH_LIMIT;
 use crate::hubspot::error::HubSpotError;
 use crate::hubspot::model::{
     Association, CreateInput, NOTE_TO_COMPANY, SimpleObject, TASK_TO_COMPANY,
 };
-use crate::journal::{ActionRecord, ActionState, now_ms};
-use crate::mapping::render::{marker, next_business_day, note_html, task_text};
+use crate::journal::{ActionRecord, ActionState};
+use crate::mapping::lifecycle::{TaskDecision, TaskRef};
+use crate::mapping::render::{
+    NoteEntry, carries_marker, marker, next_business_day, note_html, task_text,
+};
 use crate::mapping::{Action, ActionKind, TaskPriority};
 
 /// One HubSpot object type's create step.
@@ -37,20 +47,30 @@ const NOTES: Kind = Kind {
     body_property: "hs_note_body",
 };
 
-fn record(kind: &Kind, state: ActionState, object_id: Option<String>) -> ActionRecord {
+fn record(
+    kind: &Kind,
+    item: &Work<'_>,
+    state: ActionState,
+    object_id: Option<String>,
+    mut detail: Value,
+) -> ActionRecord {
+    if let Some(company) = &item.company {
+        detail["company"] = json!(company.id);
+    }
     ActionRecord {
         key: kind.action.as_str().to_string(),
         kind: kind.action.as_str().to_string(),
         state,
         object_type: Some(kind.object.to_string()),
         object_id,
-        detail: "{}".into(),
+        detail: detail.to_string(),
     }
 }
 
+/// Whether the notification still needs this object created: it plans it, has no
+/// checkpoint for it and, for tasks, the company's state calls for one.
 fn wants(item: &Work<'_>, kind: &Kind) -> bool {
-    item.ended.is_none()
-        && item.company.is_some()
+    item.active()
         && item.done(kind.action.as_str()).is_none()
         && item
             .planned
@@ -58,6 +78,20 @@ fn wants(item: &Work<'_>, kind: &Kind) -> bool {
             .actions
             .iter()
             .any(|action| action.kind() == kind.action)
+        && (kind.action != ActionKind::CreateTask
+            || item
+                .decision
+                .as_ref()
+                .is_some_and(|decision| decision.task == TaskDecision::Create))
+}
+
+/// The object whose body carries the marker of notification `id`.
+fn marked<'o>(objects: &'o [SimpleObject], kind: &Kind, id: i64) -> Option<&'o SimpleObject> {
+    objects.iter().find(|object| {
+        object
+            .property(kind.body_property)
+            .is_some_and(|body| carries_marker(body, id))
+    })
 }
 
 /// Settles creates an earlier attempt may have made. Returns the positions still to create.
@@ -75,31 +109,55 @@ async fn reconcile(
             to_create.push(position);
             continue;
         };
-        let age = Duration::from_millis((now_ms() - earlier.updated_at_ms).max(0) as u64);
-        if age < executor.reconcile_after {
-            item.reconcile_wait = Some(executor.reconcile_after - age);
+        if let Reconcile::Wait(wait) = reconcile_due(&earlier, executor.reconcile_after) {
+            let unknown = record(
+                kind,
+                item,
+                ActionState::Unknown,
+                None,
+                json!({"looks": looks(&earlier)}),
+            );
+            item.records.push(unknown);
+            item.reconcile_wait = Some(wait);
             continue;
         }
-        let token = marker(item.planned.id);
+        let id = item.planned.id;
         let found = executor
             .client
             .search_token(
                 kind.object,
                 kind.body_property,
-                &token,
+                &marker(id),
                 &[kind.body_property.to_string()],
             )
             .await?;
-        match found.iter().find(|object| {
-            object
-                .property(kind.body_property)
-                .is_some_and(|body| body.contains(&token))
-        }) {
-            Some(object) => {
-                item.records
-                    .push(record(kind, ActionState::Done, Some(object.id.clone())))
+        match (
+            marked(&found, kind, id),
+            look_again(&earlier, executor.reconcile_after),
+        ) {
+            (Some(object), _) => {
+                let done = record(
+                    kind,
+                    item,
+                    ActionState::Done,
+                    Some(object.id.clone()),
+                    json!({}),
+                );
+                item.records.push(done);
             }
-            None => to_create.push(position),
+            // Search may still lag: look again later rather than risk a second object.
+            (None, Some((looks, wait))) => {
+                let unknown = record(
+                    kind,
+                    item,
+                    ActionState::Unknown,
+                    None,
+                    json!({"looks": looks}),
+                );
+                item.records.push(unknown);
+                item.reconcile_wait = Some(wait);
+            }
+            (None, None) => to_create.push(position),
         }
     }
     Ok(to_create)
@@ -120,9 +178,10 @@ async fn create(
         .iter()
         .flat_map(|(positions, _)| {
             positions.iter().map(|position| {
+                let item = &work[*position];
                 (
-                    work[*position].planned.id,
-                    record(kind, ActionState::Unknown, None),
+                    item.planned.id,
+                    record(kind, item, ActionState::Unknown, None, json!({"looks": 0})),
                 )
             })
         })
@@ -138,9 +197,9 @@ async fn create(
         }
         return Ok(());
     }
-    let markers: Vec<(Vec<usize>, String)> = groups
+    let markers: Vec<(Vec<usize>, i64)> = groups
         .iter()
-        .map(|(positions, _)| (positions.clone(), marker(work[positions[0]].planned.id)))
+        .map(|(positions, _)| (positions.clone(), work[positions[0]].planned.id))
         .collect();
     let inputs: Vec<CreateInput> = groups.into_iter().map(|(_, input)| input).collect();
     let mut results: Vec<SimpleObject> = Vec::new();
@@ -162,7 +221,9 @@ async fn create(
                             .iter()
                             .any(|record| record.key == kind.action.as_str())
                         {
-                            item.records.push(record(kind, ActionState::Unknown, None));
+                            let unknown =
+                                record(kind, item, ActionState::Unknown, None, json!({"looks": 0}));
+                            item.records.push(unknown);
                             item.reconcile_wait = Some(executor.reconcile_after);
                         }
                     }
@@ -184,30 +245,35 @@ async fn create(
         }
     }
     let mut created = 0;
-    for (positions, token) in markers {
-        let object = results.iter().find(|object| {
-            object
-                .property(kind.body_property)
-                .is_some_and(|body| body.contains(&token))
-        });
+    for (positions, id) in markers {
+        let object = marked(&results, kind, id);
         let trace = format!("{}-{}", kind.object, work[positions[0]].planned.id);
         for position in &positions {
             let item = &mut work[*position];
             match (object, refused.get(&trace)) {
                 (Some(object), _) => {
-                    item.records
-                        .push(record(kind, ActionState::Done, Some(object.id.clone())))
+                    let done = record(
+                        kind,
+                        item,
+                        ActionState::Done,
+                        Some(object.id.clone()),
+                        json!({}),
+                    );
+                    item.records.push(done);
                 }
                 (None, Some(error)) => {
                     // HubSpot answered that it created nothing: the intent goes back to planned.
-                    item.records.push(record(kind, ActionState::Planned, None));
+                    let planned = record(kind, item, ActionState::Planned, None, json!({}));
+                    item.records.push(planned);
                     item.fail(
                         format!("HubSpot refused the {}: {error}", kind.object),
                         true,
                     );
                 }
                 (None, None) => {
-                    item.records.push(record(kind, ActionState::Unknown, None));
+                    let unknown =
+                        record(kind, item, ActionState::Unknown, None, json!({"looks": 0}));
+                    item.records.push(unknown);
                     item.reconcile_wait = Some(executor.reconcile_after);
                 }
             }
@@ -227,6 +293,45 @@ pub(super) async fn create_tasks(
     work: &mut [Work<'_>],
 ) -> Result<(), HubSpotError> {
     let positions = reconcile(executor, work, &TASKS).await?;
+    let created = create_decided_tasks(executor, work, positions).await;
+    // A planned task the company's state called off is recorded with its reason.
+    for position in 0..work.len() {
+        let item = &work[position];
+        if !item.active() || item.done(TASKS.action.as_str()).is_some() {
+            continue;
+        }
+        let (object_id, reason) = match item.decision.as_ref().map(|decision| &decision.task) {
+            Some(TaskDecision::AlreadyOpen(open)) => (task_id(work, open), "task_already_open"),
+            Some(TaskDecision::Reversed(..)) => (None, "reversed_by_newer_alert"),
+            _ => continue,
+        };
+        let skipped = record(
+            &TASKS,
+            item,
+            ActionState::Done,
+            object_id,
+            json!({"reason": reason}),
+        );
+        work[position].records.push(skipped);
+    }
+    created
+}
+
+/// The HubSpot id of a task the company's state refers to, once it exists.
+pub(super) fn task_id(work: &[Work<'_>], task: &TaskRef) -> Option<String> {
+    match task {
+        TaskRef::Existing(id) => Some(id.clone()),
+        TaskRef::New(position) => work[*position]
+            .recorded(TASKS.action.as_str())
+            .and_then(|record| record.object_id.clone()),
+    }
+}
+
+async fn create_decided_tasks(
+    executor: &HubSpotExecutor,
+    work: &mut [Work<'_>],
+    positions: Vec<usize>,
+) -> Result<(), HubSpotError> {
     if positions.is_empty() {
         return Ok(());
     }
@@ -282,7 +387,9 @@ pub(super) async fn create_tasks(
     create(executor, work, &TASKS, groups).await
 }
 
-/// One note per company per batch, covering every notification of it that asks for one.
+/// One note per company per batch, covering every notification of it that asks for one,
+/// in delivery order; each paragraph is worded from its own notification and says what the
+/// company's state made of it.
 pub(super) async fn create_notes(
     executor: &HubSpotExecutor,
     work: &mut [Work<'_>],
@@ -300,25 +407,33 @@ pub(super) async fn create_notes(
             .push(position);
     }
     let mut groups = Vec::new();
-    for (company_id, positions) in by_company {
-        let covered: Vec<(i64, &crate::dnb::Notification)> = positions
+    for (company_id, mut positions) in by_company {
+        positions
+            .sort_by_key(|position| (work[*position].planned.notification.delivered_at, *position));
+        let entries: Vec<NoteEntry<'_>> = positions
             .iter()
             .map(|position| {
-                (
-                    work[*position].planned.id,
-                    &work[*position].planned.notification,
-                )
+                let item = &work[*position];
+                NoteEntry {
+                    id: item.planned.id,
+                    notification: &item.planned.notification,
+                    successor: item.successor.clone(),
+                    remarks: item
+                        .decision
+                        .as_ref()
+                        .map(|decision| decision.remarks(item.completed))
+                        .unwrap_or_default(),
+                }
             })
             .collect();
         let first = &work[positions[0]];
         let body = note_html(
-            &covered,
+            &entries,
             first.company.as_ref().expect("grouped by company"),
-            &first.successor,
         );
-        let latest = covered
+        let latest = entries
             .iter()
-            .map(|(_, notification)| notification.delivered_at)
+            .map(|entry| entry.notification.delivered_at)
             .max()
             .unwrap_or_default();
         let input = CreateInput {

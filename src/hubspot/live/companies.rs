@@ -1,19 +1,62 @@
 //! Companies for a batch: resolve each DUNS with one batch read, create the
-//! missing ones SEED/FULL_PRODUCT may create, and write every company's merged
-//! property changes in one batch update.
+//! companies SEED/FULL_PRODUCT create, and write every company's merged,
+//! decided property changes in one batch update.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
-use serde_json::Value;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
 
-use super::{HubSpotExecutor, Work};
+use super::{HubSpotExecutor, Reconcile, Work, look_again, looks, reconcile_due};
 use crate::hubspot::client::BATCH_LIMIT;
 use crate::hubspot::error::HubSpotError;
 use crate::hubspot::executor::Execution;
 use crate::hubspot::model::{BatchAnswer, CreateInput, SimpleObject, UpdateInput};
 use crate::journal::{ActionRecord, ActionState};
+use crate::mapping::lifecycle::MONITORING_STATUS;
 use crate::mapping::render::{CompanyView, SuccessorView};
 use crate::mapping::{Action, ActionKind};
+
+/// What the batch read says about a company beside its name and owner.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CompanyFacts {
+    /// `dnb_last_alert_at`.
+    pub last_alert_at: Option<DateTime<Utc>>,
+    /// `dnb_monitoring_status`.
+    pub monitoring_status: Option<String>,
+}
+
+impl CompanyFacts {
+    fn of(company: &SimpleObject) -> Self {
+        Self {
+            last_alert_at: company.property("dnb_last_alert_at").and_then(parse_time),
+            monitoring_status: company.property(MONITORING_STATUS).map(str::to_string),
+        }
+    }
+}
+
+/// What resolving the batch's companies found.
+pub(super) struct Resolved {
+    /// Alert state of every company found, by id.
+    pub facts: HashMap<String, CompanyFacts>,
+    /// Whether companies were found through search (the DUNS property is not unique), which
+    /// lags writes.
+    pub searched: bool,
+}
+
+/// A HubSpot datetime value: RFC 3339, or unix milliseconds.
+fn parse_time(value: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|time| time.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            value
+                .parse::<i64>()
+                .ok()
+                .and_then(DateTime::from_timestamp_millis)
+        })
+}
 
 /// The successor DUNS a TRANSFER names in an `organization.duns` element.
 fn successor_duns(work: &Work<'_>) -> Option<String> {
@@ -41,10 +84,12 @@ fn creatable_properties<'a>(work: &Work<'a>) -> Option<&'a BTreeMap<String, Stri
         })
 }
 
-fn done_record(kind: ActionKind, company_id: &str, detail: Value) -> ActionRecord {
+/// A done record of a company write; `detail` names the company.
+pub(super) fn company_record(kind: &str, company_id: &str, mut detail: Value) -> ActionRecord {
+    detail["company"] = json!(company_id);
     ActionRecord {
-        key: kind.as_str().to_string(),
-        kind: kind.as_str().to_string(),
+        key: kind.to_string(),
+        kind: kind.to_string(),
         state: ActionState::Done,
         object_type: Some("companies".into()),
         object_id: Some(company_id.to_string()),
@@ -52,12 +97,28 @@ fn done_record(kind: ActionKind, company_id: &str, detail: Value) -> ActionRecor
     }
 }
 
-/// Resolves every notification's company (the oldest when several carry the DUNS) and the
-/// TRANSFER successors; notifications with no company that may not create one end `no_company`.
+/// The company an earlier attempt of this notification acted on, from its checkpoints or
+/// its journaled intents (a TRANSFER that may already have moved the DUNS).
+fn checkpointed_company(work: &Work<'_>) -> Option<String> {
+    work.earlier.values().find_map(|stored| {
+        let detail: Value = serde_json::from_str(&stored.record.detail).ok()?;
+        detail["company"].as_str().map(str::to_string).or_else(|| {
+            (stored.record.object_type.as_deref() == Some("companies"))
+                .then(|| stored.record.object_id.clone())
+                .flatten()
+        })
+    })
+}
+
+/// Resolves every notification's company: by its DUNS (the oldest company when several carry
+/// it), else by what the journal knows (its own checkpoints, or a TRANSFER that moved the DUNS
+/// to a successor). The first SEED/FULL_PRODUCT of a DUNS without a company is its creator and
+/// the later notifications of the DUNS wait for it; earlier ones, and all of a DUNS without a
+/// creator, end `no_company`. Also resolves TRANSFER successors.
 pub(super) async fn resolve(
     executor: &HubSpotExecutor,
     work: &mut [Work<'_>],
-) -> Result<(), HubSpotError> {
+) -> Result<Resolved, HubSpotError> {
     let mut dunses = BTreeSet::new();
     for item in work.iter() {
         dunses.insert(item.planned.notification.duns.to_string());
@@ -65,7 +126,14 @@ pub(super) async fn resolve(
     }
     let dunses: Vec<String> = dunses.into_iter().collect();
     let property = &executor.duns_property;
-    let wanted = vec![property.clone(), "name".into(), "hubspot_owner_id".into()];
+    let wanted = vec![
+        property.clone(),
+        "name".into(),
+        "hubspot_owner_id".into(),
+        "dnb_last_alert_at".into(),
+        MONITORING_STATUS.into(),
+    ];
+    let mut searched = false;
     let found = match executor
         .client
         .read_companies_by(property, &dunses, &wanted)
@@ -76,6 +144,7 @@ pub(super) async fn resolve(
         Err(HubSpotError::Rejected { message, .. })
             if message.to_lowercase().contains("unique") =>
         {
+            searched = true;
             executor
                 .client
                 .search_in("companies", property, &dunses, &wanted)
@@ -96,28 +165,83 @@ pub(super) async fn resolve(
         });
     }
 
-    for item in work.iter_mut() {
+    // DUNS with no company: the journal may know which company they belong to.
+    let mut hinted: HashMap<String, String> = HashMap::new();
+    let unresolved: Vec<String> = work
+        .iter()
+        .map(|item| item.planned.notification.duns.to_string())
+        .filter(|duns| !by_duns.contains_key(duns))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !unresolved.is_empty() {
+        let moved = executor
+            .journal
+            .moved_companies(&unresolved)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::error!(error = %error, "could not read the journal's company moves");
+                Vec::new()
+            });
+        for (duns, company) in moved {
+            hinted.entry(duns).or_insert(company);
+        }
+        for item in work.iter() {
+            let duns = item.planned.notification.duns.to_string();
+            if !by_duns.contains_key(&duns)
+                && let Some(company) = checkpointed_company(item)
+            {
+                hinted.insert(duns, company);
+            }
+        }
+    }
+    let mut by_id: HashMap<String, SimpleObject> = HashMap::new();
+    if !hinted.is_empty() {
+        let ids: Vec<String> = hinted
+            .values()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for company in executor.client.read_companies(&ids, &wanted).await? {
+            by_id.insert(company.id.clone(), company);
+        }
+    }
+
+    let mut facts = HashMap::new();
+    let mut creators: HashMap<String, usize> = HashMap::new();
+    for (position, item) in work.iter_mut().enumerate() {
         let duns = item.planned.notification.duns.to_string();
-        match by_duns.get(&duns).and_then(|companies| companies.first()) {
+        let (primary, others) = match by_duns.get(&duns) {
+            Some(companies) => (companies.first(), &companies[1..]),
+            None => (hinted.get(&duns).and_then(|id| by_id.get(id)), &[][..]),
+        };
+        match primary {
             Some(primary) => {
                 item.owner = primary.property("hubspot_owner_id").map(str::to_string);
+                facts
+                    .entry(primary.id.clone())
+                    .or_insert_with(|| CompanyFacts::of(primary));
                 item.company = Some(CompanyView {
                     id: primary.id.clone(),
                     name: primary.property("name").map(str::to_string),
                     duns: duns.clone(),
-                    other_ids_with_same_duns: by_duns[&duns][1..]
-                        .iter()
-                        .map(|other| other.id.clone())
-                        .collect(),
+                    other_ids_with_same_duns: others.iter().map(|other| other.id.clone()).collect(),
                 });
             }
-            None if creatable_properties(item).is_some() => {}
-            None => {
-                item.ended = Some(Execution::Skipped {
-                    reason: "no_company".into(),
-                    actions: Vec::new(),
-                })
-            }
+            None => match creators.get(&duns) {
+                // Acts on the company its DUNS's creator makes, once it exists.
+                Some(creator) => item.waits_for = Some(*creator),
+                None if creatable_properties(item).is_some() => {
+                    creators.insert(duns.clone(), position);
+                }
+                None => {
+                    item.ended = Some(Execution::Skipped {
+                        reason: "no_company".into(),
+                        actions: Vec::new(),
+                    })
+                }
+            },
         }
         if let Some(successor) = successor_duns(item) {
             let holder = by_duns
@@ -134,32 +258,82 @@ pub(super) async fn resolve(
             };
         }
     }
-    Ok(())
+    Ok(Resolved { facts, searched })
 }
 
-/// Creates missing companies, then writes each company's merged property changes.
-pub(super) async fn write(
-    executor: &HubSpotExecutor,
-    work: &mut [Work<'_>],
-) -> Result<(), HubSpotError> {
-    create_missing(executor, work).await?;
-    update(executor, work).await
+/// The intent journaled before a company create: `looks` counts the searches that did not
+/// find it yet.
+fn create_intent(duns: &str, looks: u64) -> ActionRecord {
+    ActionRecord {
+        key: ActionKind::UpdateCompany.as_str().into(),
+        kind: ActionKind::UpdateCompany.as_str().into(),
+        state: ActionState::Unknown,
+        object_type: Some("companies".into()),
+        object_id: None,
+        detail: json!({"creating": true, "duns": duns, "looks": looks}).to_string(),
+    }
 }
 
-async fn create_missing(
+/// Creates the creators' companies (journaled as `unknown` first), then lets their followers act
+/// on them, or wait with a creator that did not get its company.
+pub(super) async fn create_missing(
     executor: &HubSpotExecutor,
     work: &mut [Work<'_>],
+    resolved: &Resolved,
 ) -> Result<(), HubSpotError> {
+    let creators: Vec<usize> = (0..work.len())
+        .filter(|position| {
+            let item = &work[*position];
+            item.ended.is_none() && item.company.is_none() && item.waits_for.is_none()
+        })
+        .collect();
+    let result = create_companies(executor, work, &creators, resolved.searched).await;
+    for position in 0..work.len() {
+        let Some(creator) = work[position].waits_for else {
+            continue;
+        };
+        match work[creator].company.clone() {
+            Some(company) => work[position].company = Some(company),
+            // Per-DUNS order: nothing acts before the company exists.
+            None => work[position].defer("order", Duration::ZERO),
+        }
+    }
+    result
+}
+
+async fn create_companies(
+    executor: &HubSpotExecutor,
+    work: &mut [Work<'_>],
+    creators: &[usize],
+    searched: bool,
+) -> Result<(), HubSpotError> {
+    if creators.is_empty() {
+        return Ok(());
+    }
     let mut inputs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for item in work
-        .iter()
-        .filter(|item| item.ended.is_none() && item.company.is_none())
-    {
+    let mut intents = Vec::new();
+    for &position in creators {
+        let item = &mut work[position];
+        let duns = item.planned.notification.duns.to_string();
+        // An earlier create whose answer was lost, in a portal where companies are found
+        // through search: resolve's search did not find it, but search lags writes.
+        if searched
+            && let Some(earlier) = item.earlier.get(ActionKind::UpdateCompany.as_str())
+            && earlier.record.state == ActionState::Unknown
+        {
+            let looks = match reconcile_due(earlier, executor.reconcile_after) {
+                Reconcile::Wait(wait) => Some((looks(earlier), wait)),
+                Reconcile::Search => look_again(earlier, executor.reconcile_after),
+            };
+            if let Some((looks, wait)) = looks {
+                item.records.push(create_intent(&duns, looks));
+                item.reconcile_wait = Some(wait);
+                continue;
+            }
+        }
         if let Some(properties) = creatable_properties(item) {
-            inputs
-                .entry(item.planned.notification.duns.to_string())
-                .or_default()
-                .extend(properties.clone());
+            inputs.insert(duns.clone(), properties.clone());
+            intents.push((item.planned.id, create_intent(&duns, 0)));
         }
     }
     if inputs.is_empty() {
@@ -188,6 +362,22 @@ async fn create_missing(
             }
         }
     }
+    intents.retain(|(id, _)| {
+        work.iter().any(|item| {
+            item.planned.id == *id && inputs.contains_key(item.planned.notification.duns.as_str())
+        })
+    });
+    if !intents.is_empty()
+        && let Err(error) = executor.journal.record_actions(intents).await
+    {
+        for &position in creators {
+            work[position].fail(
+                format!("could not journal the company create before sending it: {error}"),
+                false,
+            );
+        }
+        return Ok(());
+    }
     let mut refused: HashMap<String, String> = HashMap::new();
     let all: Vec<CreateInput> = inputs
         .into_iter()
@@ -198,10 +388,27 @@ async fn create_missing(
         })
         .collect();
     for chunk in all.chunks(BATCH_LIMIT) {
-        let (answer, failures) = isolate(chunk.to_vec(), |inputs| {
+        let (answer, failures) = match isolate(chunk.to_vec(), |inputs| {
             executor.client.create("companies", inputs)
         })
-        .await?;
+        .await
+        {
+            Ok(done) => done,
+            Err(error) => {
+                // The intents stay `unknown`: the next attempt looks for the companies first.
+                for &position in creators {
+                    let item = &mut work[position];
+                    let duns = item.planned.notification.duns.to_string();
+                    if chunk
+                        .iter()
+                        .any(|input| input.object_write_trace_id == format!("company-{duns}"))
+                    {
+                        item.records.push(create_intent(&duns, 0));
+                    }
+                }
+                return Err(error);
+            }
+        };
         for company in answer.results {
             if let Some(duns) = company.property(&executor.duns_property) {
                 created.insert(duns.to_string(), company.id.clone());
@@ -240,90 +447,106 @@ async fn create_missing(
         }
     }
     executor.metrics.hubspot_companies_created(created.len());
-    for item in work
-        .iter_mut()
-        .filter(|item| item.ended.is_none() && item.company.is_none())
-    {
+    for &position in creators {
+        let item = &mut work[position];
+        if item.ended.is_some() || item.reconcile_wait.is_some() {
+            continue;
+        }
         let duns = item.planned.notification.duns.to_string();
+        let name =
+            creatable_properties(item).and_then(|properties| properties.get("name").cloned());
+        let view = |id: &String| CompanyView {
+            id: id.clone(),
+            name: name.clone(),
+            duns: duns.clone(),
+            other_ids_with_same_duns: Vec::new(),
+        };
         if let Some(id) = reused.get(&duns) {
             // Found, not created: its fields are written by the update step.
-            let name =
-                creatable_properties(item).and_then(|properties| properties.get("name").cloned());
-            item.company = Some(CompanyView {
-                id: id.clone(),
-                name,
-                duns,
-                other_ids_with_same_duns: Vec::new(),
-            });
+            item.company = Some(view(id));
         } else if let Some(id) = created.get(&duns) {
-            let name =
-                creatable_properties(item).and_then(|properties| properties.get("name").cloned());
-            item.records.push(done_record(
-                ActionKind::UpdateCompany,
+            item.records.push(company_record(
+                ActionKind::UpdateCompany.as_str(),
                 id,
-                serde_json::json!({"created": true, "duns": duns}),
+                json!({"created": true, "duns": duns}),
             ));
-            item.company = Some(CompanyView {
-                id: id.clone(),
-                name,
-                duns,
-                other_ids_with_same_duns: Vec::new(),
-            });
+            item.company = Some(view(id));
         } else if let Some(error) = refused.get(&duns) {
             item.fail(
                 format!("HubSpot refused to create the company: {error}"),
                 true,
+            );
+        } else {
+            // HubSpot answered without a company carrying this DUNS: it may exist; the intent
+            // stays `unknown` and the next attempt looks for it before creating again.
+            item.records.push(create_intent(&duns, 0));
+            item.fail(
+                format!("HubSpot's answer to the company create did not include D-U-N-S {duns}"),
+                false,
             );
         }
     }
     Ok(())
 }
 
-/// The property changes a notification asks for that are not yet checkpointed, by action kind.
-fn pending_changes(item: &Work<'_>) -> Vec<(ActionKind, BTreeMap<String, String>)> {
+/// The company properties one notification writes, as decided: nothing it already wrote
+/// (checkpoints), and no field or alert-tracking value when it is older than the company's
+/// last alert.
+fn decided_changes(item: &Work<'_>) -> Vec<(ActionKind, BTreeMap<String, String>)> {
+    let Some(decision) = &item.decision else {
+        return Vec::new();
+    };
     let mut changes = Vec::new();
     for action in &item.planned.plan.actions {
         let (kind, properties) = match action {
-            Action::UpdateProperty { properties } => {
-                (ActionKind::UpdateProperty, properties.clone())
+            Action::UpdateProperty { .. } => {
+                (ActionKind::UpdateProperty, decision.tracking.clone())
             }
-            Action::UpdateCompany { properties, .. } => {
+            Action::UpdateCompany { properties, .. } if decision.write_fields => {
                 (ActionKind::UpdateCompany, properties.clone())
             }
+            Action::UpdateCompany { .. } => (ActionKind::UpdateCompany, BTreeMap::new()),
             _ => continue,
         };
-        let already = item.done(kind.as_str()).is_some()
-            || item
-                .records
-                .iter()
-                .any(|record| record.key == kind.as_str());
-        if !already {
+        if item.recorded(kind.as_str()).is_none() {
             changes.push((kind, properties));
         }
     }
     changes
 }
 
-async fn update(executor: &HubSpotExecutor, work: &mut [Work<'_>]) -> Result<(), HubSpotError> {
-    // Merge each company's changes in batch order (later notifications win); the same
-    // id twice in one batch update would fail the whole request.
+/// Writes each company's decided property changes, merged in delivery order (the same id
+/// twice in one batch update would fail the whole request). A TRANSFER that moves the DUNS
+/// to a free successor journals the move first, so the old DUNS keeps reaching the company.
+pub(super) async fn update(
+    executor: &HubSpotExecutor,
+    work: &mut [Work<'_>],
+) -> Result<(), HubSpotError> {
+    let mut order: Vec<usize> = (0..work.len()).filter(|p| work[*p].active()).collect();
+    order.sort_by_key(|position| (work[*position].planned.notification.delivered_at, *position));
     let mut merged: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for item in work.iter().filter(|item| item.ended.is_none()) {
-        let Some(company) = &item.company else {
-            continue;
-        };
+    let mut moves = Vec::new();
+    for &position in &order {
+        let item = &work[position];
+        let company = item.company.as_ref().expect("active work has a company");
+        let changes = decided_changes(item);
         let mut properties = BTreeMap::new();
-        for (_, changes) in pending_changes(item) {
-            properties.extend(changes);
+        for (_, values) in &changes {
+            properties.extend(values.clone());
         }
         // The DUNS moves only by a TRANSFER to a free successor; other writes leave it alone.
         properties.remove(&executor.duns_property);
+        let writes_tracking = changes
+            .iter()
+            .any(|(kind, values)| *kind == ActionKind::UpdateProperty && !values.is_empty());
         match &item.successor {
-            SuccessorView::Free { duns } if !pending_changes(item).is_empty() => {
+            SuccessorView::Free { duns } if writes_tracking => {
+                let old = item.planned.notification.duns.to_string();
                 properties.insert(executor.duns_property.clone(), duns.clone());
-                properties.insert("dnb_previous_duns".into(), company.duns.clone());
+                properties.insert("dnb_previous_duns".into(), old.clone());
+                moves.push((position, old, duns.clone()));
             }
-            SuccessorView::TakenBy { duns, .. } if !pending_changes(item).is_empty() => {
+            SuccessorView::TakenBy { duns, .. } if writes_tracking => {
                 properties.insert("dnb_successor_duns".into(), duns.clone());
             }
             _ => {}
@@ -342,8 +565,29 @@ async fn update(executor: &HubSpotExecutor, work: &mut [Work<'_>]) -> Result<(),
                 .extend(properties);
         }
     }
-    if merged.is_empty() {
-        return Ok(());
+    if !moves.is_empty() {
+        let intents = moves
+            .iter()
+            .map(|(position, old, new)| {
+                let company = &work[*position].company.as_ref().expect("active").id;
+                let mut record = company_record(
+                    ActionKind::UpdateProperty.as_str(),
+                    company,
+                    json!({"moved_from": old, "moved_to": new}),
+                );
+                record.state = ActionState::Unknown;
+                (work[*position].planned.id, record)
+            })
+            .collect();
+        if let Err(error) = executor.journal.record_actions(intents).await {
+            for (position, _, _) in &moves {
+                work[*position].fail(
+                    format!("could not journal the D-U-N-S move before sending it: {error}"),
+                    false,
+                );
+            }
+            return Ok(());
+        }
     }
     let all: Vec<UpdateInput> = merged
         .into_iter()
@@ -353,17 +597,73 @@ async fn update(executor: &HubSpotExecutor, work: &mut [Work<'_>]) -> Result<(),
             properties,
         })
         .collect();
+    let (confirmed, refused) = send_updates(executor, "companies", all).await?;
+    executor.metrics.hubspot_companies_updated(confirmed.len());
+    for &position in &order {
+        let item = &mut work[position];
+        let company = item.company.clone().expect("active work has a company");
+        let changes = decided_changes(item);
+        let writes = changes.iter().any(|(_, values)| !values.is_empty());
+        if writes {
+            if let Some(error) = refused.get(&company.id) {
+                item.fail(format!("HubSpot refused the company update: {error}"), true);
+                continue;
+            }
+            if !confirmed.contains(&company.id) {
+                item.fail(
+                    "HubSpot's answer to the company update did not confirm it".into(),
+                    false,
+                );
+                continue;
+            }
+        }
+        let moved = moves
+            .iter()
+            .find(|(moved, _, _)| *moved == position)
+            .map(|(_, old, new)| (old.clone(), new.clone()));
+        for (kind, properties) in changes {
+            let names: Vec<&String> = properties.keys().collect();
+            let mut detail = json!({"properties": names});
+            if properties.is_empty() {
+                detail["reason"] = json!("older_than_company_alert");
+            }
+            if let (ActionKind::UpdateProperty, Some((old, new))) = (kind, &moved) {
+                detail["moved_from"] = json!(old);
+                detail["moved_to"] = json!(new);
+            }
+            item.records
+                .push(company_record(kind.as_str(), &company.id, detail));
+        }
+    }
+    Ok(())
+}
+
+/// Sends batch updates of `object` and returns the ids HubSpot confirmed and the ones it
+/// refused with its reason; an id in neither was not confirmed.
+pub(super) async fn send_updates(
+    executor: &HubSpotExecutor,
+    object: &str,
+    all: Vec<UpdateInput>,
+) -> Result<(BTreeSet<String>, HashMap<String, String>), HubSpotError> {
+    let mut confirmed = BTreeSet::new();
     let mut refused: HashMap<String, String> = HashMap::new();
-    let mut written = 0;
     for chunk in all.chunks(BATCH_LIMIT) {
         let (answer, failures) = isolate(chunk.to_vec(), |inputs| {
-            executor.client.update_companies(inputs)
+            executor.client.update(object, inputs)
         })
         .await?;
-        written += answer.results.len();
+        confirmed.extend(answer.results.into_iter().map(|result| result.id));
+        let prefix = format!(
+            "{}-",
+            if object == "companies" {
+                "company"
+            } else {
+                object
+            }
+        );
         for error in answer.errors {
             for trace in error.trace_ids().iter().chain(error.ids()) {
-                let id = trace.strip_prefix("company-").unwrap_or(trace);
+                let id = trace.strip_prefix(&prefix).unwrap_or(trace);
                 refused.insert(
                     id.to_string(),
                     format!("{}: {}", error.category, error.message),
@@ -374,25 +674,7 @@ async fn update(executor: &HubSpotExecutor, work: &mut [Work<'_>]) -> Result<(),
             refused.insert(input.id.clone(), error.to_string());
         }
     }
-    executor.metrics.hubspot_companies_updated(written);
-    for item in work.iter_mut().filter(|item| item.ended.is_none()) {
-        let Some(company) = item.company.clone() else {
-            continue;
-        };
-        if let Some(error) = refused.get(&company.id) {
-            item.fail(format!("HubSpot refused the company update: {error}"), true);
-            continue;
-        }
-        for (kind, properties) in pending_changes(item) {
-            let names: Vec<&String> = properties.keys().collect();
-            item.records.push(done_record(
-                kind,
-                &company.id,
-                serde_json::json!({"properties": names}),
-            ));
-        }
-    }
-    Ok(())
+    Ok((confirmed, refused))
 }
 
 /// Sends `inputs`; when HubSpot refuses a whole batch (400), halves it until the refused

@@ -1,17 +1,31 @@
-//! The HubSpot executor: performs a claimed batch's plans with batch calls.
+//! The HubSpot executor: performs a claimed batch's plans with batch calls,
+//! following the contract's processing rules step by step:
 //!
-//! For one batch: read the journal's checkpoints (actions already done, and
-//! creates whose answer was lost), resolve every DUNS to its company with one
-//! batch read, create missing companies from SEED/FULL_PRODUCT data, write
-//! each company's merged property changes in one batch update, then create
-//! tasks and notes (one note per DUNS per batch) in batch creates. Creates of
-//! tasks and notes are journaled as `unknown` before they are sent and
-//! reconciled by searching for their marker before any re-send, so a lost
-//! answer or a crash never duplicates them. When HubSpot as a whole fails,
-//! the batch is deferred and the workers pause instead of spending attempts.
+//! 1. **resolve**: every DUNS to its company with one batch read (and, for a
+//!    DUNS a TRANSFER moved away, through the journal's record of the move);
+//!    the first SEED/FULL_PRODUCT of a DUNS with no company is its creator and
+//!    the later notifications of that DUNS wait for it;
+//! 2. **create**: the creators' companies, journaled before they are sent;
+//!    followers act on the created company, or wait with a creator that failed;
+//! 3. **decide**: what each notification does to its company given what the
+//!    company shows (the pure rules of [`crate::mapping::lifecycle`]: older
+//!    never overwrites newer, one open task per type, reversals), from the
+//!    batch read, the journal's history and one batch read of open tasks;
+//! 4. **update**: each company's merged property changes in one batch update;
+//! 5. **tasks**: create the tasks decided, then complete the ones reversed;
+//! 6. **notes**: one note per company per batch, a paragraph per notification.
+//!
+//! Creates are journaled as `unknown` before they are sent and reconciled by
+//! searching for their marker before any re-send, so a lost answer or a crash
+//! never duplicates them. When HubSpot as a whole fails, the batch is deferred
+//! and the workers pause instead of spending attempts; a refused read is the
+//! batch's own failure. A notification is `done` only when every action it
+//! planned has a HubSpot id or an explicit reason recorded.
 
 mod activities;
 mod companies;
+mod decide;
+mod tasks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +38,8 @@ use super::error::HubSpotError;
 use super::executor::{Execution, Executor, Planned};
 use super::status::HubSpotStatus;
 use crate::config::HubSpotSettings;
-use crate::journal::{ActionRecord, Journal, StoredAction};
+use crate::journal::{ActionRecord, ActionState, Journal, StoredAction, now_ms};
+use crate::mapping::lifecycle::Decision;
 use crate::mapping::render::{CompanyView, SuccessorView};
 use crate::telemetry::Metrics;
 
@@ -172,6 +187,46 @@ impl HubSpotExecutor {
     }
 }
 
+/// How often a lost create is looked for in search before it is sent again.
+const MAX_LOOKS: u64 = 5;
+
+/// What to do about a create an earlier attempt sent without getting the answer.
+pub(super) enum Reconcile {
+    /// Search may not show it yet: wait this long.
+    Wait(Duration),
+    /// Search for it now.
+    Search,
+}
+
+/// Whether a lost create has had `reconcile_after` to show in search since it was last
+/// journaled.
+pub(super) fn reconcile_due(stored: &StoredAction, reconcile_after: Duration) -> Reconcile {
+    let age = Duration::from_millis((now_ms() - stored.updated_at_ms).max(0) as u64);
+    match reconcile_after.checked_sub(age) {
+        Some(wait) if !wait.is_zero() => Reconcile::Wait(wait),
+        _ => Reconcile::Search,
+    }
+}
+
+/// Searches already made for a lost create (kept in its `unknown` record's detail).
+pub(super) fn looks(stored: &StoredAction) -> u64 {
+    serde_json::from_str::<serde_json::Value>(&stored.record.detail)
+        .ok()
+        .and_then(|detail| detail["looks"].as_u64())
+        .unwrap_or(0)
+}
+
+/// After a search that did not find a lost create: the count of looks and the wait before
+/// the next one, or `None` when it has been looked for long enough and may be sent again.
+/// Search usually shows a write within seconds, but can lag for minutes.
+pub(super) fn look_again(
+    stored: &StoredAction,
+    reconcile_after: Duration,
+) -> Option<(u64, Duration)> {
+    let looked = looks(stored) + 1;
+    (looked < MAX_LOOKS).then_some((looked, reconcile_after))
+}
+
 /// Why a batch stopped before its end.
 enum Halt {
     /// HubSpot as a whole failed.
@@ -199,6 +254,12 @@ pub(super) struct Work<'a> {
     pub owner: Option<String>,
     /// TRANSFER successor, once resolved.
     pub successor: SuccessorView,
+    /// The batch position of the notification that creates this one's company.
+    pub waits_for: Option<usize>,
+    /// What it does to its company, once decided.
+    pub decision: Option<Decision>,
+    /// How many open tasks it completed.
+    pub completed: usize,
     /// Set when the notification is finished early (skipped or failed).
     pub ended: Option<Execution>,
     /// Wait before a retry because a lost create must first show in search.
@@ -214,6 +275,20 @@ impl Work<'_> {
             .filter(|record| record.state == crate::journal::ActionState::Done)
     }
 
+    /// The record of an action made in this run or checkpointed by an earlier one.
+    pub fn recorded(&self, key: &str) -> Option<&ActionRecord> {
+        self.records
+            .iter()
+            .rev()
+            .find(|record| record.key == key && record.state == ActionState::Done)
+            .or_else(|| self.done(key))
+    }
+
+    /// Whether this notification is still going and acts on a company.
+    pub fn active(&self) -> bool {
+        self.ended.is_none() && self.company.is_some()
+    }
+
     /// Ends this notification as failed (permanent: its input is invalid).
     pub fn fail(&mut self, error: String, permanent: bool) {
         if self.ended.is_none() {
@@ -226,7 +301,30 @@ impl Work<'_> {
         }
     }
 
+    /// Ends this notification without spending an attempt, to be taken again after `wait`.
+    pub fn defer(&mut self, reason: &'static str, wait: Duration) {
+        if self.ended.is_none() {
+            self.ended = Some(Execution::Deferred {
+                reason,
+                wait,
+                actions: Vec::new(),
+            });
+        }
+    }
+
+    /// The planned actions that have neither a done record nor a checkpoint.
+    fn unaccounted(&self) -> Vec<&'static str> {
+        self.planned
+            .plan
+            .actions
+            .iter()
+            .map(|action| action.kind().as_str())
+            .filter(|key| self.recorded(key).is_none())
+            .collect()
+    }
+
     fn finish(self, deferred: Option<(&'static str, Duration)>) -> Execution {
+        let unaccounted = self.unaccounted();
         let actions = self.records;
         match self.ended {
             Some(Execution::Failed {
@@ -241,7 +339,12 @@ impl Work<'_> {
                 actions,
             },
             Some(Execution::Skipped { reason, .. }) => Execution::Skipped { reason, actions },
-            Some(other) => other,
+            Some(Execution::Deferred { reason, wait, .. }) => Execution::Deferred {
+                reason,
+                wait: wait.max(self.reconcile_wait.unwrap_or_default()),
+                actions,
+            },
+            Some(Execution::Done { dry_run, .. }) => Execution::Done { dry_run, actions },
             None => match (deferred, self.reconcile_wait) {
                 (Some((reason, wait)), reconcile) => Execution::Deferred {
                     reason,
@@ -252,6 +355,16 @@ impl Work<'_> {
                 (None, Some(wait)) => Execution::Deferred {
                     reason: "reconcile",
                     wait,
+                    actions,
+                },
+                // Done only with every planned action accounted for.
+                (None, None) if !unaccounted.is_empty() => Execution::Failed {
+                    error: format!(
+                        "no HubSpot id or reason was recorded for {}",
+                        unaccounted.join(", ")
+                    ),
+                    permanent: false,
+                    not_before: None,
                     actions,
                 },
                 (None, None) => Execution::Done {
@@ -297,6 +410,9 @@ impl Executor for HubSpotExecutor {
                 company: None,
                 owner: None,
                 successor: SuccessorView::Unknown,
+                waits_for: None,
+                decision: None,
+                completed: 0,
                 ended: None,
                 reconcile_wait: None,
             })
@@ -306,9 +422,12 @@ impl Executor for HubSpotExecutor {
             if !self.check_pause().await? {
                 return Err(Halt::Setup);
             }
-            companies::resolve(self, &mut work).await?;
-            companies::write(self, &mut work).await?;
+            let resolved = companies::resolve(self, &mut work).await?;
+            companies::create_missing(self, &mut work, &resolved).await?;
+            decide::decide(self, &mut work, &resolved.facts).await?;
+            companies::update(self, &mut work).await?;
             activities::create_tasks(self, &mut work).await?;
+            tasks::complete(self, &mut work).await?;
             activities::create_notes(self, &mut work).await?;
             Ok(())
         }
@@ -317,9 +436,12 @@ impl Executor for HubSpotExecutor {
             Ok(()) => None,
             // The setup check has already paused the workers with its own message.
             Err(Halt::Setup) => Some(("setup", self.auth_probe)),
-            // An answer that does not parse is retried like an outage, but spends attempts, so a
-            // HubSpot that keeps answering garbage ends in `dead` with the excerpt, not a loop.
-            Err(Halt::HubSpot(error @ HubSpotError::InvalidResponse { .. })) => {
+            // An answer that does not parse, or a read HubSpot refused (400, 404): the batch's own
+            // failure, not HubSpot's as a whole. It spends attempts and ends `dead` with HubSpot's
+            // message if it keeps failing, while the other workers carry on.
+            Err(Halt::HubSpot(
+                error @ (HubSpotError::InvalidResponse { .. } | HubSpotError::Rejected { .. }),
+            )) => {
                 for item in &mut work {
                     item.fail(error.to_string(), false);
                 }

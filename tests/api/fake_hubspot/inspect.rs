@@ -172,6 +172,29 @@ impl FakeHubSpot {
         self.inner().store.list(ObjectType::Tasks).to_vec()
     }
 
+    /// Writes properties onto a stored record, as a person editing it in HubSpot would.
+    pub fn edit(&self, object: ObjectType, id: &str, properties: &[(&str, &str)]) {
+        let properties: BTreeMap<String, String> = properties
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let mut inner = self.inner();
+        assert!(
+            inner.store.get(object, id).is_some(),
+            "edit: no {object:?} {id}"
+        );
+        inner.store.update(object, id, &properties);
+    }
+
+    /// Deletes a stored record, as a person deleting it in HubSpot would.
+    pub fn delete(&self, object: ObjectType, id: &str) {
+        let mut inner = self.inner();
+        let records = inner.store.records.entry(object).or_default();
+        let before = records.len();
+        records.retain(|record| record.id != id);
+        assert_eq!(records.len() + 1, before, "delete: no {object:?} {id}");
+    }
+
     /// Stored notes, in creation order.
     pub fn notes(&self) -> Vec<CrmRecord> {
         self.inner().store.list(ObjectType::Notes).to_vec()
