@@ -227,6 +227,30 @@ async fn replay_by_ids_and_by_filter_counts_first_and_is_idempotent() {
         json!({"matched": 2, "enqueued": 0, "unknown_ids": [], "dry_run": true})
     );
     assert_eq!(app.count("SELECT count(*) FROM replays"), 0);
+    // Null fields are fields left out: no bound, no ids, no filter.
+    let (status, unbounded) = admin_replay(
+        &app,
+        json!({"ids": null, "filter": {"type": "UPDATE", "status": null, "duns": null,
+            "since": null, "until": null}, "dry_run": true}),
+    )
+    .await;
+    assert_eq!((status, &unbounded), (200, &dry));
+    let numeric: i64 = ids[0].parse().unwrap();
+    let (status, by_number) = admin_replay(
+        &app,
+        json!({"ids": [numeric, numeric as f64], "filter": null, "dry_run": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{by_number}");
+    assert_eq!(
+        (
+            by_number["matched"].as_u64(),
+            by_number["unknown_ids"].clone()
+        ),
+        (Some(1), json!([]))
+    );
+    assert_eq!(app.count("SELECT count(*) FROM replays"), 0);
+
     let (_, replayed) = admin_replay(&app, json!({"ids": [ids[0], "424242", "x-1"]})).await;
     assert_eq!(replayed["matched"], 1);
     assert_eq!(replayed["enqueued"], 1);
@@ -277,8 +301,12 @@ async fn replay_by_ids_and_by_filter_counts_first_and_is_idempotent() {
     for (body, named) in [
         (json!({}), "body"),
         (json!({"ids": ["1"], "filter": {}}), "body"),
+        (json!({"ids": null, "filter": null}), "body"),
         (json!({"filter": {"status": "nope"}}), "filter.status"),
         (json!({"filter": {"since": ""}}), "filter.since"),
+        (json!({"ids": ["1", null]}), "ids[1]"),
+        (json!({"ids": [1.5]}), "ids[0]"),
+        (json!({"ids": [{"id": "1"}]}), "ids[0]"),
     ] {
         let (status, answer) = admin_replay(&app, body.clone()).await;
         assert_eq!(status, 400, "{body} → {answer}");

@@ -821,6 +821,52 @@ async fn everyday_exchanges() -> Vec<Exchange> {
             400,
         ),
         (
+            "a replay filter with null fields is 200",
+            admin_replay(
+                &app,
+                &json!({"dry_run": true, "filter": {"status": null, "type": null,
+                    "duns": null, "since": null, "until": null}}),
+            ),
+            Conforming,
+            200,
+        ),
+        (
+            "a replay by filter with null ids is 200",
+            admin_replay(
+                &app,
+                &json!({"ids": null, "dry_run": true, "filter": {"duns": "000000001"}}),
+            ),
+            Conforming,
+            200,
+        ),
+        (
+            "a replay by ids with a null filter and dry_run is 200",
+            admin_replay(
+                &app,
+                &json!({"ids": ["424242"], "filter": null, "dry_run": null}),
+            ),
+            Conforming,
+            200,
+        ),
+        (
+            "a replay with null ids and filter is 400",
+            admin_replay(&app, &json!({"ids": null, "filter": null})),
+            Nonconforming,
+            400,
+        ),
+        (
+            "a replay id that is null is 400",
+            admin_replay(&app, &json!({"ids": ["424242", null]})),
+            Nonconforming,
+            400,
+        ),
+        (
+            "a replay id that is a fraction is 400",
+            admin_replay(&app, &json!({"ids": [1.5]})),
+            Nonconforming,
+            400,
+        ),
+        (
             "a replay filter with an empty since is 400",
             admin_replay(&app, &json!({"filter": {"since": ""}})),
             Nonconforming,
