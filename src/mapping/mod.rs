@@ -4,6 +4,7 @@
 
 pub mod action;
 pub mod labels;
+pub mod plain;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
