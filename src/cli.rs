@@ -86,6 +86,10 @@ pub struct SimulateArgs {
     /// No network at all (simulate never contacts HubSpot in this version either way).
     #[arg(long)]
     pub dry_run: bool,
+    /// Print the wording instead of the plan summary: each task's subject, priority and
+    /// body and each note as plain text, company by company in processing order.
+    #[arg(long)]
+    pub text: bool,
 }
 
 /// Arguments of `send`.

@@ -1,19 +1,26 @@
-//! `simulate FILE... [--dry-run]`: run D&B files through the same mapper the
-//! server uses and print the HubSpot plan and its statistics. Nothing is sent:
-//! simulate works offline, so company lookups are not made and every DUNS is
-//! shown as it would be planned before resolution.
+//! `simulate FILE... [--dry-run] [--text]`: run D&B files through the same
+//! mapper the server uses and print the HubSpot plan and its statistics.
+//! Nothing is sent: simulate works offline, so company lookups are not made
+//! and every DUNS is shown as it would be planned before resolution.
+//!
+//! With `--text`, the wording of every task and note is printed instead of
+//! the plan summary, as plain text, company by company in the order the
+//! service processes the notifications.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::cli::SimulateArgs;
 use crate::config::Settings;
-use crate::dnb::{BodyFormat, IncomingItem, Notification, parse_body};
+use crate::dnb::{BodyFormat, IncomingItem, Notification, NotificationType, parse_body};
 use crate::hubspot::client::BATCH_LIMIT;
-use crate::mapping::{Action, ActionRules, plan};
+use crate::mapping::plain::html_to_text;
+use crate::mapping::{Action, ActionRules, Plan, TaskPriority, plan, render};
 
 #[derive(Default)]
 struct Statistics {
@@ -30,11 +37,23 @@ fn batches(count: usize) -> usize {
     count.div_ceil(BATCH_LIMIT)
 }
 
-/// Prints the plan of every notification and the totals.
+/// One notification of the files with its plan.
+struct Simulated {
+    /// The file and the item's position in it, such as `update.json #1`.
+    source: String,
+    /// Numbered from 1 in file order, as a fresh journal would number them.
+    id: i64,
+    notification: Notification,
+    plan: Plan,
+}
+
+/// Prints the plan of every notification (or, with `--text`, the wording of
+/// its tasks and notes) and the totals.
 pub fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let rules = ActionRules::from_settings(&settings.hubspot);
     let mut statistics = Statistics::default();
+    let mut simulated = Vec::new();
     for path in &args.files {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -48,14 +67,21 @@ pub fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<ExitCode> 
         };
         let items = parse_body(format, &bytes)
             .with_context(|| format!("{} is not a D&B file", path.display()))?;
-        println!("== {}", path.display());
+        if !args.text {
+            println!("== {}", path.display());
+        }
         for (index, item) in items.iter().enumerate() {
             let valid = match item {
                 IncomingItem::Valid(valid) => valid,
                 IncomingItem::Rejected(rejected) => {
                     statistics.rejected += 1;
+                    let source = if args.text {
+                        format!("{} #{index}", path.display())
+                    } else {
+                        format!("#{index}")
+                    };
                     println!(
-                        "#{index} rejected: {} ({})",
+                        "{source} rejected: {} ({})",
                         rejected.rejection.reason.as_str(),
                         rejected.rejection.detail
                     );
@@ -66,15 +92,62 @@ pub fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<ExitCode> 
                 serde_json::from_str(&valid.canonical).expect("canonical JSON parses");
             let notification =
                 Notification::from_value(&value).expect("a valid item is a notification");
+            let id = simulated.len() as i64 + 1;
+            let plan = plan(id, &notification, &rules);
             statistics.notifications += 1;
             statistics.dunses.insert(notification.duns.to_string());
-            println!(
-                "#{index} {} {}",
-                notification.notification_type, notification.duns
-            );
-            for action in plan(index as i64, &notification, &rules).actions {
-                describe(&action, &notification, &mut statistics);
+            if !args.text {
+                println!(
+                    "#{index} {} {}",
+                    notification.notification_type, notification.duns
+                );
             }
+            for action in &plan.actions {
+                tally(action, &notification, &mut statistics);
+                if !args.text {
+                    describe(action);
+                }
+            }
+            simulated.push(Simulated {
+                source: format!("{} #{index}", path.display()),
+                id,
+                notification,
+                plan,
+            });
+        }
+    }
+    if args.text {
+        let dunses: Vec<String> = simulated
+            .iter()
+            .map(|one| one.notification.duns.to_string())
+            .collect();
+        let order = processing_order(
+            &simulated
+                .iter()
+                .zip(&dunses)
+                .map(|(one, duns)| (duns.as_str(), one.notification.delivered_at))
+                .collect::<Vec<_>>(),
+        );
+        let planned: Vec<PlannedNotification<'_>> = order
+            .into_iter()
+            .map(|at| {
+                let one = &simulated[at];
+                PlannedNotification {
+                    duns: &dunses[at],
+                    notification_id: one.id,
+                    notification_type: one.notification.notification_type,
+                    delivered_at: one.notification.delivered_at,
+                    source: &one.source,
+                    plan: &one.plan,
+                }
+            })
+            .collect();
+        match print_wording(&mut io::stdout().lock(), &planned) {
+            // A reader such as `head` that stops early is not an error.
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {
+                return Ok(ExitCode::SUCCESS);
+            }
+            result => result?,
         }
     }
     let companies_written = statistics.companies_updated.len();
@@ -108,21 +181,38 @@ pub fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe(action: &Action, notification: &Notification, statistics: &mut Statistics) {
+/// Counts what an action writes.
+fn tally(action: &Action, notification: &Notification, statistics: &mut Statistics) {
     let duns = notification.duns.to_string();
+    match action {
+        Action::CreateTask { .. } => statistics.tasks += 1,
+        Action::CreateNote { .. } => {
+            statistics.notes_by_duns.insert(duns);
+        }
+        Action::UpdateProperty { .. } => {
+            statistics.companies_updated.insert(duns);
+        }
+        Action::UpdateCompany {
+            create_if_missing, ..
+        } => {
+            statistics.companies_updated.insert(duns.clone());
+            if *create_if_missing {
+                statistics.companies_maybe_created.insert(duns);
+            }
+        }
+    }
+}
+
+/// Prints one line of the plan summary.
+fn describe(action: &Action) {
     match action {
         Action::CreateTask {
             subject, priority, ..
-        } => {
-            statistics.tasks += 1;
-            println!("    task ({priority:?}): {subject}");
-        }
+        } => println!("    task ({priority:?}): {subject}"),
         Action::CreateNote { body } => {
-            statistics.notes_by_duns.insert(duns);
             println!("    note: {} characters of HTML", body.chars().count());
         }
         Action::UpdateProperty { properties } => {
-            statistics.companies_updated.insert(duns);
             let fields: Vec<String> = properties
                 .iter()
                 .map(|(name, value)| format!("{name}={value}"))
@@ -133,24 +223,240 @@ fn describe(action: &Action, notification: &Notification, statistics: &mut Stati
             properties,
             create_if_missing,
         } => {
-            statistics.companies_updated.insert(duns.clone());
-            if *create_if_missing {
-                statistics.companies_maybe_created.insert(duns);
-            }
-            let names: Vec<&String> = properties.keys().collect();
+            let names: Vec<&str> = properties.keys().map(String::as_str).collect();
             let create = if *create_if_missing {
                 " (creates the company if missing)"
             } else {
                 ""
             };
-            println!(
-                "    company fields{create}: {}",
-                names
-                    .iter()
-                    .map(|name| name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            println!("    company fields{create}: {}", names.join(", "));
         }
+    }
+}
+
+/// The order the service processes notifications in, as indexes into
+/// `notifications` (each a DUNS and a `deliveryTimeStamp`, in file order):
+/// company by company in order of first appearance, and within a company by
+/// `deliveryTimeStamp`, then file order.
+pub fn processing_order(notifications: &[(&str, DateTime<Utc>)]) -> Vec<usize> {
+    let mut first_seen: HashMap<&str, usize> = HashMap::new();
+    for (duns, _) in notifications {
+        let next = first_seen.len();
+        first_seen.entry(duns).or_insert(next);
+    }
+    let mut order: Vec<usize> = (0..notifications.len()).collect();
+    // A stable sort keeps file order among equal timestamps.
+    order.sort_by_key(|at| {
+        let (duns, delivered_at) = notifications[*at];
+        (first_seen[duns], delivered_at)
+    });
+    order
+}
+
+/// One notification's plan, as [`print_wording`] shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct PlannedNotification<'a> {
+    /// The company's DUNS.
+    pub duns: &'a str,
+    /// The notification id the plan's texts carry in their markers.
+    pub notification_id: i64,
+    /// Its D&B type.
+    pub notification_type: NotificationType,
+    /// Its `deliveryTimeStamp`.
+    pub delivered_at: DateTime<Utc>,
+    /// Where it came from, such as `update.json #1`.
+    pub source: &'a str,
+    /// What the mapper planned for it.
+    pub plan: &'a Plan,
+}
+
+/// Writes every task (subject, priority, body) and note of `notifications`
+/// as plain text, for reading the wording before go-live. `notifications`
+/// come in processing order; a company's heading starts where the DUNS
+/// changes. Bodies are indented under their task or note, and the lines that
+/// are notification markers (see [`render::marker`]) are set apart with a
+/// `[marker]` prefix.
+pub fn print_wording(
+    out: &mut impl Write,
+    notifications: &[PlannedNotification<'_>],
+) -> io::Result<()> {
+    let markers: HashSet<String> = notifications
+        .iter()
+        .map(|planned| render::marker(planned.notification_id))
+        .collect();
+    let mut company: Option<&str> = None;
+    for planned in notifications {
+        if company != Some(planned.duns) {
+            company = Some(planned.duns);
+            writeln!(out, "=== D-U-N-S {}", planned.duns)?;
+            writeln!(out)?;
+        }
+        writeln!(
+            out,
+            "--- notification {}: {}, delivered {} ({})",
+            planned.notification_id,
+            planned.notification_type,
+            planned
+                .delivered_at
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+            planned.source
+        )?;
+        writeln!(out)?;
+        let mut texts = 0;
+        for action in &planned.plan.actions {
+            match action {
+                Action::CreateTask {
+                    subject,
+                    body,
+                    priority,
+                } => {
+                    let priority = match priority {
+                        TaskPriority::High => "HIGH",
+                        TaskPriority::Medium => "MEDIUM",
+                    };
+                    writeln!(out, "TASK [{priority}] {subject}")?;
+                    write_body(out, body, &markers)?;
+                }
+                Action::CreateNote { body } => {
+                    writeln!(out, "NOTE")?;
+                    write_body(out, body, &markers)?;
+                }
+                Action::UpdateProperty { .. } | Action::UpdateCompany { .. } => continue,
+            }
+            texts += 1;
+        }
+        if texts == 0 {
+            writeln!(out, "(no task or note)")?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+/// An HTML body as indented plain text, its marker lines set apart, and a blank line.
+fn write_body(out: &mut impl Write, html: &str, markers: &HashSet<String>) -> io::Result<()> {
+    writeln!(out)?;
+    for line in html_to_text(html).lines() {
+        if line.is_empty() {
+            writeln!(out)?;
+        } else if markers.contains(line) {
+            writeln!(out, "    [marker] {line}")?;
+        } else {
+            writeln!(out, "    {line}")?;
+        }
+    }
+    writeln!(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn companies_keep_their_first_appearance_and_notifications_their_delivery_order() {
+        let notifications = [
+            ("111111111", at("2024-05-13T08:10:00Z")),
+            ("222222222", at("2024-05-13T08:00:00Z")),
+            ("111111111", at("2024-05-13T08:05:00Z")),
+            ("111111111", at("2024-05-13T08:10:00Z")),
+            ("222222222", at("2024-05-13T07:00:00Z")),
+        ];
+        // Equal timestamps (0 and 3) keep file order.
+        assert_eq!(processing_order(&notifications), [2, 0, 3, 4, 1]);
+        assert_eq!(processing_order(&[]), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn the_wording_is_printed_per_company_as_indented_plain_text() {
+        let delete = Plan {
+            actions: vec![
+                Action::CreateTask {
+                    subject: "Acme & Co may be out of business".into(),
+                    body: "<p>It&#39;s <strong>gone</strong>.</p>\n<ul>\n<li>a</li>\n<li>b</li>\n</ul>\n\
+                           <p>dnb-hubspot-bridge notification 7</p>"
+                        .into(),
+                    priority: TaskPriority::High,
+                },
+                Action::CreateNote {
+                    body: "<p>Note&lt;1&gt;<br>second line</p>\n<p>dnb-hubspot-bridge notification 7</p>"
+                        .into(),
+                },
+                Action::UpdateProperty {
+                    properties: BTreeMap::new(),
+                },
+            ],
+        };
+        let silent = Plan {
+            actions: vec![Action::UpdateProperty {
+                properties: BTreeMap::new(),
+            }],
+        };
+        let planned = [
+            PlannedNotification {
+                duns: "111111111",
+                notification_id: 7,
+                notification_type: NotificationType::Delete,
+                delivered_at: at("2024-05-13T08:00:00Z"),
+                source: "a.json #0",
+                plan: &delete,
+            },
+            PlannedNotification {
+                duns: "111111111",
+                notification_id: 9,
+                notification_type: NotificationType::Update,
+                delivered_at: at("2024-05-13T09:00:00Z"),
+                source: "a.json #2",
+                plan: &silent,
+            },
+            PlannedNotification {
+                duns: "222222222",
+                notification_id: 8,
+                notification_type: NotificationType::Update,
+                delivered_at: at("2024-05-13T08:30:00Z"),
+                source: "a.json #1",
+                plan: &silent,
+            },
+        ];
+        let mut out = Vec::new();
+        print_wording(&mut out, &planned).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "=== D-U-N-S 111111111\n\
+             \n\
+             --- notification 7: DELETE, delivered 2024-05-13T08:00:00.000Z (a.json #0)\n\
+             \n\
+             TASK [HIGH] Acme & Co may be out of business\n\
+             \n\
+             \x20   It's gone.\n\
+             \n\
+             \x20   - a\n\
+             \x20   - b\n\
+             \n\
+             \x20   [marker] dnb-hubspot-bridge notification 7\n\
+             \n\
+             NOTE\n\
+             \n\
+             \x20   Note<1>\n\
+             \x20   second line\n\
+             \n\
+             \x20   [marker] dnb-hubspot-bridge notification 7\n\
+             \n\
+             --- notification 9: UPDATE, delivered 2024-05-13T09:00:00.000Z (a.json #2)\n\
+             \n\
+             (no task or note)\n\
+             \n\
+             === D-U-N-S 222222222\n\
+             \n\
+             --- notification 8: UPDATE, delivered 2024-05-13T08:30:00.000Z (a.json #1)\n\
+             \n\
+             (no task or note)\n\
+             \n"
+        );
     }
 }

@@ -5,6 +5,7 @@
 pub mod action;
 pub mod labels;
 pub mod lifecycle;
+pub mod plain;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};

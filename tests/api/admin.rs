@@ -134,6 +134,8 @@ async fn listing_filters_and_pages_through_a_few_hundred_notifications() {
     assert_eq!(past["items"], json!([]));
     let (_, default_page) = admin_get(&app, "/notifications").await;
     assert_eq!(default_page["items"].as_array().unwrap().len(), 100);
+    let (status, empty_cursor) = admin_get(&app, "/notifications?cursor=").await;
+    assert_eq!((status, &empty_cursor), (200, &default_page));
 
     for (query, parameter) in [
         ("limit=1001", "limit"),
@@ -143,6 +145,12 @@ async fn listing_filters_and_pages_through_a_few_hundred_notifications() {
         ("cursor=bm90LWEtY3Vyc29y", "cursor"),
         ("duns=12", "duns"),
         ("type=MERGE", "type"),
+        ("limit=", "limit"),
+        ("status=", "status"),
+        ("since=", "since"),
+        ("until=", "until"),
+        ("duns=", "duns"),
+        ("type=", "type"),
     ] {
         let (status, body) = admin_get(&app, &format!("/notifications?{query}")).await;
         assert_eq!(status, 400, "{query}");
@@ -219,6 +227,29 @@ async fn replay_by_ids_and_by_filter_counts_first_and_is_idempotent() {
         json!({"matched": 2, "enqueued": 0, "unknown_ids": [], "dry_run": true})
     );
     assert_eq!(app.count("SELECT count(*) FROM replays"), 0);
+    // Null fields are fields left out: no bound, no ids, no filter.
+    let (status, unbounded) = admin_replay(
+        &app,
+        json!({"ids": null, "filter": {"type": "UPDATE", "status": null, "duns": null,
+            "since": null, "until": null}, "dry_run": true}),
+    )
+    .await;
+    assert_eq!((status, &unbounded), (200, &dry));
+    let numeric: i64 = ids[0].parse().unwrap();
+    let (status, by_number) = admin_replay(
+        &app,
+        json!({"ids": [numeric, numeric as f64], "filter": null, "dry_run": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{by_number}");
+    assert_eq!(
+        (
+            by_number["matched"].as_u64(),
+            by_number["unknown_ids"].clone()
+        ),
+        (Some(1), json!([]))
+    );
+    assert_eq!(app.count("SELECT count(*) FROM replays"), 0);
 
     let (_, replayed) = admin_replay(&app, json!({"ids": [ids[0], "424242", "x-1"]})).await;
     assert_eq!(replayed["matched"], 1);
@@ -267,13 +298,22 @@ async fn replay_by_ids_and_by_filter_counts_first_and_is_idempotent() {
         enqueued as i64
     );
 
-    for body in [
-        json!({}),
-        json!({"ids": ["1"], "filter": {}}),
-        json!({"filter": {"status": "nope"}}),
+    for (body, named) in [
+        (json!({}), "body"),
+        (json!({"ids": ["1"], "filter": {}}), "body"),
+        (json!({"ids": null, "filter": null}), "body"),
+        (json!({"filter": {"status": "nope"}}), "filter.status"),
+        (json!({"filter": {"since": ""}}), "filter.since"),
+        (json!({"ids": ["1", null]}), "ids[1]"),
+        (json!({"ids": [1.5]}), "ids[0]"),
+        (json!({"ids": [{"id": "1"}]}), "ids[0]"),
     ] {
         let (status, answer) = admin_replay(&app, body.clone()).await;
         assert_eq!(status, 400, "{body} → {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(named),
+            "{body} → {answer}"
+        );
     }
 }
 

@@ -1,6 +1,14 @@
-//! The binary's subcommands: check-config, serve's refusal, send and healthcheck.
+//! The binary's subcommands: check-config, serve's refusal, send, healthcheck,
+//! replay and simulate.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::{Command, Output};
+
+use dnb_hubspot_bridge::config::Settings;
+use dnb_hubspot_bridge::dnb::{BodyFormat, IncomingItem, Notification, parse_body};
+use dnb_hubspot_bridge::mapping::plain::html_to_text;
+use dnb_hubspot_bridge::mapping::{Action, ActionRules, TaskPriority, plan, render};
 
 use crate::helpers::*;
 
@@ -187,4 +195,127 @@ async fn the_replay_command_counts_then_re_enqueues_on_the_journal() {
         stopped.count("SELECT count(*) FROM notifications WHERE status = 'pending'"),
         1
     );
+}
+
+#[test]
+fn simulate_text_prints_the_wording_per_company_in_processing_order() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
+    let samples = format!("{}/../shared/samples", env!("CARGO_MANIFEST_DIR"));
+    // The NDJSON file first: the one-notification files hold earlier
+    // notifications of some of its companies, which must be shown first.
+    let mut files = vec![format!("{samples}/{NDJSON_SAMPLE}")];
+    let mut singles: Vec<String> = std::fs::read_dir(&samples)
+        .expect("the shared samples")
+        .map(|entry| entry.unwrap().path().display().to_string())
+        .filter(|path| path.ends_with(".json"))
+        .collect();
+    singles.sort();
+    files.extend(singles);
+    let mut args = vec!["--config", config, "simulate", "--text"];
+    args.extend(files.iter().map(String::as_str));
+    let output = bridge(&args, &[]);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+
+    // Plain words: no tag or character reference is left, and no plan summary.
+    for html in [
+        "<p", "</", "<br", "<ul", "<li", "<strong", "&amp;", "&lt;", "&gt;", "&#39;", "&quot;",
+    ] {
+        assert!(!stdout.contains(html), "{html} in:\n{stdout}");
+    }
+    assert!(stdout.contains("D&B"));
+    assert!(!stdout.contains("characters of HTML"));
+
+    // Every task's subject and priority and every line of every task and note
+    // body, as the mapper words them, numbered from 1 in file order.
+    let settings = Settings::load(Path::new(config)).expect("the repository config loads");
+    let rules = ActionRules::from_settings(&settings.hubspot);
+    let mut id = 0;
+    let (mut tasks, mut notes) = (0, 0);
+    for file in &files {
+        let format = if file.ends_with(".ndjson") {
+            BodyFormat::Ndjson
+        } else {
+            BodyFormat::Json
+        };
+        for item in parse_body(format, &std::fs::read(file).unwrap()).unwrap() {
+            let IncomingItem::Valid(valid) = item else {
+                continue;
+            };
+            id += 1;
+            let value = serde_json::from_str(&valid.canonical).unwrap();
+            let notification = Notification::from_value(&value).unwrap();
+            for action in plan(id, &notification, &rules).actions {
+                let body = match action {
+                    Action::CreateTask {
+                        subject,
+                        body,
+                        priority,
+                    } => {
+                        tasks += 1;
+                        let priority = match priority {
+                            TaskPriority::High => "HIGH",
+                            TaskPriority::Medium => "MEDIUM",
+                        };
+                        let heading = format!("\nTASK [{priority}] {subject}\n");
+                        assert!(stdout.contains(&heading), "{heading} missing");
+                        body
+                    }
+                    Action::CreateNote { body } => {
+                        notes += 1;
+                        body
+                    }
+                    _ => continue,
+                };
+                for line in html_to_text(&body).lines().filter(|line| !line.is_empty()) {
+                    let shown = if line == render::marker(id) {
+                        format!("\n    [marker] {line}\n")
+                    } else {
+                        format!("\n    {line}\n")
+                    };
+                    assert!(stdout.contains(&shown), "{shown:?} missing");
+                }
+            }
+        }
+    }
+    assert_eq!(id, 36, "the samples hold 36 notifications");
+    assert!(tasks > 0 && notes > 0);
+    assert_eq!(stdout.matches("\nTASK [").count(), tasks);
+    assert_eq!(stdout.matches("\nNOTE\n").count(), notes);
+
+    // One heading per company; within it, notifications by deliveryTimeStamp,
+    // then file order (ids count in file order).
+    let mut companies: BTreeMap<String, Vec<(String, u32, String)>> = BTreeMap::new();
+    let mut company = String::new();
+    for line in stdout.lines() {
+        if let Some(duns) = line.strip_prefix("=== D-U-N-S ") {
+            assert!(!companies.contains_key(duns), "{duns} is shown twice");
+            company = duns.to_string();
+            companies.insert(company.clone(), Vec::new());
+        } else if let Some(header) = line.strip_prefix("--- notification ") {
+            let (id, rest) = header.split_once(": ").unwrap();
+            let (kind, rest) = rest.split_once(", delivered ").unwrap();
+            let (delivered, _) = rest.split_once(' ').unwrap();
+            companies
+                .get_mut(&company)
+                .expect("a company heading first")
+                .push((delivered.to_string(), id.parse().unwrap(), kind.to_string()));
+        }
+    }
+    assert_eq!(companies.values().map(Vec::len).sum::<usize>(), 36);
+    for (duns, shown) in &companies {
+        let mut sorted = shown.clone();
+        sorted.sort();
+        assert_eq!(shown, &sorted, "{duns} is not in processing order");
+    }
+    // delete.json's DELETE (08:03) precedes the NDJSON file's SEED (08:10) of the same company.
+    let kinds: Vec<&str> = companies["502329781"]
+        .iter()
+        .map(|(_, _, kind)| kind.as_str())
+        .collect();
+    assert_eq!(kinds[..2], ["DELETE", "SEED"]);
 }

@@ -5,8 +5,9 @@
 //!
 //! The exchanges run once (on their own runtime) and several tests judge them.
 //! Schemas are OpenAPI 3.0: `$ref`s are inlined from `components`,
-//! `nullable: true` becomes "or null", `format` is an annotation, and answers
-//! may carry no property the spec does not name.
+//! `nullable: true` becomes "or null", `format` is asserted (a `date-time` must
+//! be RFC 3339, as the server parses it), and answers may carry no property the
+//! spec does not name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
@@ -251,7 +252,7 @@ impl Spec {
     fn violations(&self, schema: &Value, closed: bool, instance: &Value) -> Vec<String> {
         let converted = self.json_schema(schema, closed);
         let validator = jsonschema::draft202012::options()
-            .should_validate_formats(false)
+            .should_validate_formats(true)
             .build(&converted)
             .unwrap_or_else(|error| panic!("openapi.yaml: a schema does not compile: {error}"));
         validator
@@ -678,6 +679,36 @@ async fn everyday_exchanges() -> Vec<Exchange> {
             400,
         ),
         (
+            "an empty cursor is the first page",
+            admin_get(&app, "/notifications?cursor="),
+            Conforming,
+            200,
+        ),
+        (
+            "an empty since is 400",
+            admin_get(&app, "/notifications?since="),
+            Nonconforming,
+            400,
+        ),
+        (
+            "an empty until is 400",
+            admin_get(&app, "/notifications?until="),
+            Nonconforming,
+            400,
+        ),
+        (
+            "an empty status, type or duns is 400",
+            admin_get(&app, "/notifications?status=&type=&duns="),
+            Nonconforming,
+            400,
+        ),
+        (
+            "an empty limit is 400",
+            admin_get(&app, "/notifications?limit="),
+            Nonconforming,
+            400,
+        ),
+        (
             "a cursor the service never gave out is 400",
             admin_get(&app, "/notifications?cursor=bm90LWEtY3Vyc29y"),
             Unjudged,
@@ -786,6 +817,70 @@ async fn everyday_exchanges() -> Vec<Exchange> {
         (
             "a replay filter with an unknown status is 400",
             admin_replay(&app, &json!({"filter": {"status": "finished"}})),
+            Nonconforming,
+            400,
+        ),
+        (
+            "a replay filter with null fields is 200",
+            admin_replay(
+                &app,
+                &json!({"dry_run": true, "filter": {"status": null, "type": null,
+                    "duns": null, "since": null, "until": null}}),
+            ),
+            Conforming,
+            200,
+        ),
+        (
+            "a replay by filter with null ids is 200",
+            admin_replay(
+                &app,
+                &json!({"ids": null, "dry_run": true, "filter": {"duns": "000000001"}}),
+            ),
+            Conforming,
+            200,
+        ),
+        (
+            "a replay by ids with a null filter and dry_run is 200",
+            admin_replay(
+                &app,
+                &json!({"ids": ["424242"], "filter": null, "dry_run": null}),
+            ),
+            Conforming,
+            200,
+        ),
+        (
+            "a replay with null ids and filter is 400",
+            admin_replay(&app, &json!({"ids": null, "filter": null})),
+            Nonconforming,
+            400,
+        ),
+        (
+            "a replay id that is null is 400",
+            admin_replay(&app, &json!({"ids": ["424242", null]})),
+            Nonconforming,
+            400,
+        ),
+        (
+            "a replay id that is a fraction is 400",
+            admin_replay(&app, &json!({"ids": [1.5]})),
+            Nonconforming,
+            400,
+        ),
+        (
+            "a replay filter with an empty since is 400",
+            admin_replay(&app, &json!({"filter": {"since": ""}})),
+            Nonconforming,
+            400,
+        ),
+        (
+            "a replay filter with an empty until is 400",
+            admin_replay(&app, &json!({"filter": {"until": ""}})),
+            Nonconforming,
+            400,
+        ),
+        (
+            "a replay filter with an empty duns is 400",
+            admin_replay(&app, &json!({"filter": {"duns": ""}})),
             Nonconforming,
             400,
         ),
@@ -1580,7 +1675,7 @@ fn every_ref_in_openapi_yaml_resolves_and_every_schema_compiles() {
 }
 
 #[test]
-fn the_schema_check_honours_nullable_and_refs_and_refuses_undocumented_fields() {
+fn the_schema_check_honours_nullable_refs_and_date_times_and_refuses_undocumented_fields() {
     let spec = spec();
     let accepted = json!({"$ref": "#/components/schemas/Accepted"});
     let answer = json!({"accepted": 1, "duplicates": 0, "ids": ["1", null],
@@ -1626,9 +1721,16 @@ fn the_schema_check_honours_nullable_and_refs_and_refuses_undocumented_fields() 
     );
 
     let time = json!({"type": "string", "format": "date-time"});
-    assert!(
-        spec.violations(&time, true, &json!("not a time"))
-            .is_empty(),
-        "format is an annotation"
-    );
+    for refused in ["", "not a time", "2024-05-13", "2024-05-13T08:00:00"] {
+        assert!(
+            !spec.violations(&time, true, &json!(refused)).is_empty(),
+            "a date-time is asserted: {refused:?}"
+        );
+    }
+    for time_value in ["2024-05-13T08:00:00Z", "2024-05-13T08:00:00.123+02:00"] {
+        assert_eq!(
+            spec.violations(&time, true, &json!(time_value)),
+            Vec::<String>::new()
+        );
+    }
 }

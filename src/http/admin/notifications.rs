@@ -95,7 +95,13 @@ pub async fn list(
             }
         },
     };
-    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    // An empty cursor is the start position: the first page.
+    let before = query
+        .cursor
+        .as_deref()
+        .filter(|cursor| !cursor.is_empty())
+        .map(decode_cursor)
+        .transpose()?;
     let filter = FilterInput {
         status: query.status,
         notification_type: query.notification_type,

@@ -13,14 +13,13 @@ use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::journal::{Filter, Journal, NotificationId, ReplayOutcome};
 
-/// Body of `POST /replay`.
+/// Body of `POST /replay`. A field that is null is the same as one left out.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     ids: Option<Vec<Value>>,
     filter: Option<FilterInput>,
-    #[serde(default)]
-    dry_run: bool,
+    dry_run: Option<bool>,
 }
 
 /// The answer.
@@ -70,6 +69,25 @@ pub async fn replay_ids(
     Ok(total)
 }
 
+/// The text of a requested id: a string as given, an integer (also one written
+/// as `7.0`) in decimal. Anything else is not an id; `None`.
+fn id_text(id: Value) -> Option<String> {
+    match id {
+        Value::String(text) => Some(text),
+        Value::Number(number) => {
+            if number.is_i64() || number.is_u64() {
+                Some(number.to_string())
+            } else {
+                number
+                    .as_f64()
+                    .filter(|float| float.is_finite() && float.fract() == 0.0)
+                    .map(|float| format!("{float:.0}"))
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Re-enqueues the chosen notifications.
 pub async fn replay(
     State(state): State<AppState>,
@@ -77,19 +95,20 @@ pub async fn replay(
 ) -> Result<Json<ReplayAnswer>, ApiError> {
     let Json(request) =
         body.map_err(|rejection| ApiError::invalid("body", rejection.body_text()))?;
+    let dry_run = request.dry_run.unwrap_or(false);
     let (ids, unknown_ids) = match (request.ids, request.filter) {
         (Some(ids), None) => {
             let parsed: Vec<(String, Option<NotificationId>)> = ids
                 .into_iter()
-                .map(|id| {
-                    let text = match id {
-                        Value::String(text) => text,
-                        other => other.to_string(),
-                    };
+                .enumerate()
+                .map(|(index, id)| {
+                    let text = id_text(id).ok_or_else(|| {
+                        ApiError::invalid(format!("ids[{index}]"), "must be a string or an integer")
+                    })?;
                     let number = text.parse().ok();
-                    (text, number)
+                    Ok((text, number))
                 })
-                .collect();
+                .collect::<Result<_, ApiError>>()?;
             let numbers: Vec<NotificationId> = parsed.iter().filter_map(|(_, id)| *id).collect();
             let existing = state.journal.existing(&numbers).await?;
             // Unknown or malformed ids are reported in the order they were given.
@@ -118,20 +137,39 @@ pub async fn replay(
             ));
         }
     };
-    let outcome = replay_ids(state.journal.as_ref(), &ids, request.dry_run, |_| {}).await?;
+    let outcome = replay_ids(state.journal.as_ref(), &ids, dry_run, |_| {}).await?;
     if outcome.enqueued > 0 {
         state.doorbell.ring();
     }
     tracing::info!(
         matched = outcome.matched,
         enqueued = outcome.enqueued,
-        dry_run = request.dry_run,
+        dry_run,
         "replay"
     );
     Ok(Json(ReplayAnswer {
         matched: outcome.matched,
         enqueued: outcome.enqueued,
         unknown_ids,
-        dry_run: request.dry_run,
+        dry_run,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::id_text;
+
+    #[test]
+    fn ids_are_strings_or_integers() {
+        assert_eq!(id_text(json!("42")), Some("42".into()));
+        assert_eq!(id_text(json!("nope")), Some("nope".into()));
+        assert_eq!(id_text(json!(42)), Some("42".into()));
+        assert_eq!(id_text(json!(-3)), Some("-3".into()));
+        assert_eq!(id_text(json!(42.0)), Some("42".into()));
+        for not_an_id in [json!(1.5), json!(null), json!(true), json!([1]), json!({})] {
+            assert_eq!(id_text(not_an_id.clone()), None, "{not_an_id}");
+        }
+    }
 }
