@@ -5,7 +5,13 @@
 //!
 //! With `--text`, the wording of every task and note is printed instead of
 //! the plan summary, as plain text, company by company in the order the
-//! service processes the notifications.
+//! service processes the notifications: each file is a delivery, processed
+//! before the next one arrives, and within a file a company's notifications
+//! go by `deliveryTimeStamp`. Each company's lifecycle is followed as the
+//! service follows it (the same rules, kept in memory): a notification older
+//! than one already processed is late and changes no field, a reversal
+//! completes the open tasks it reverses, and a type whose task is still open
+//! gets no second one.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{self, Write};
@@ -19,8 +25,9 @@ use crate::cli::SimulateArgs;
 use crate::config::Settings;
 use crate::dnb::{BodyFormat, IncomingItem, Notification, NotificationType, parse_body};
 use crate::hubspot::client::BATCH_LIMIT;
+use crate::mapping::lifecycle::{CompanyState, TaskDecision, TaskRef};
 use crate::mapping::plain::html_to_text;
-use crate::mapping::{Action, ActionRules, Plan, TaskPriority, plan, render};
+use crate::mapping::{Action, ActionRules, Plan, TaskPriority, note_preview, plan, render};
 
 #[derive(Default)]
 struct Statistics {
@@ -39,6 +46,8 @@ fn batches(count: usize) -> usize {
 
 /// One notification of the files with its plan.
 struct Simulated {
+    /// Which file (delivery) it came in, counted from 0.
+    file: usize,
     /// The file and the item's position in it, such as `update.json #1`.
     source: String,
     /// Numbered from 1 in file order, as a fresh journal would number them.
@@ -54,7 +63,7 @@ pub fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<ExitCode> 
     let rules = ActionRules::from_settings(&settings.hubspot);
     let mut statistics = Statistics::default();
     let mut simulated = Vec::new();
-    for path in &args.files {
+    for (file, path) in args.files.iter().enumerate() {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let ndjson = path
@@ -109,6 +118,7 @@ pub fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<ExitCode> 
                 }
             }
             simulated.push(Simulated {
+                file,
                 source: format!("{} #{index}", path.display()),
                 id,
                 notification,
@@ -125,20 +135,23 @@ pub fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<ExitCode> 
             &simulated
                 .iter()
                 .zip(&dunses)
-                .map(|(one, duns)| (duns.as_str(), one.notification.delivered_at))
+                .map(|(one, duns)| (one.file, duns.as_str(), one.notification.delivered_at))
                 .collect::<Vec<_>>(),
         );
+        let lived = live_through(&simulated, &dunses, &order);
         let planned: Vec<PlannedNotification<'_>> = order
-            .into_iter()
-            .map(|at| {
-                let one = &simulated[at];
+            .iter()
+            .zip(&lived)
+            .map(|(at, (plan, lifecycle))| {
+                let one = &simulated[*at];
                 PlannedNotification {
-                    duns: &dunses[at],
+                    duns: &dunses[*at],
                     notification_id: one.id,
                     notification_type: one.notification.notification_type,
                     delivered_at: one.notification.delivered_at,
                     source: &one.source,
-                    plan: &one.plan,
+                    plan,
+                    lifecycle,
                 }
             })
             .collect();
@@ -235,22 +248,83 @@ fn describe(action: &Action) {
 }
 
 /// The order the service processes notifications in, as indexes into
-/// `notifications` (each a DUNS and a `deliveryTimeStamp`, in file order):
-/// company by company in order of first appearance, and within a company by
-/// `deliveryTimeStamp`, then file order.
-pub fn processing_order(notifications: &[(&str, DateTime<Utc>)]) -> Vec<usize> {
+/// `notifications` (each a file index, a DUNS and a `deliveryTimeStamp`, in
+/// file order): company by company in order of first appearance, and within
+/// a company file by file (each file is a delivery processed before the next
+/// arrives), by `deliveryTimeStamp` within a file, then file order.
+pub fn processing_order(notifications: &[(usize, &str, DateTime<Utc>)]) -> Vec<usize> {
     let mut first_seen: HashMap<&str, usize> = HashMap::new();
-    for (duns, _) in notifications {
+    for (_, duns, _) in notifications {
         let next = first_seen.len();
         first_seen.entry(duns).or_insert(next);
     }
     let mut order: Vec<usize> = (0..notifications.len()).collect();
     // A stable sort keeps file order among equal timestamps.
     order.sort_by_key(|at| {
-        let (duns, delivered_at) = notifications[*at];
-        (first_seen[duns], delivered_at)
+        let (file, duns, delivered_at) = notifications[*at];
+        (first_seen[duns], file, delivered_at)
     });
     order
+}
+
+/// Follows each company's lifecycle through the notifications in processing `order`:
+/// per notification, its plan as the company's state shapes it (no task where the rules
+/// call one off, the note saying what became of it) and lines saying so.
+fn live_through(
+    simulated: &[Simulated],
+    dunses: &[String],
+    order: &[usize],
+) -> Vec<(Plan, Vec<String>)> {
+    let mut states: HashMap<&str, CompanyState> = HashMap::new();
+    let id_of = |task: &TaskRef| match task {
+        TaskRef::New(position) => format!("notification {}", simulated[order[*position]].id),
+        TaskRef::Existing(id) => format!("task {id}"),
+    };
+    let mut lived = Vec::with_capacity(order.len());
+    for (position, at) in order.iter().enumerate() {
+        let one = &simulated[*at];
+        let state = states.entry(dunses[*at].as_str()).or_default();
+        let decision = state.apply(position, &one.notification, &one.plan);
+        let mut lines = Vec::new();
+        if let Some(newer) = decision.late_behind {
+            lines.push(format!(
+                "late: the company already shows an alert from {}; no field is written",
+                newer.to_rfc3339_opts(SecondsFormat::Millis, true)
+            ));
+        }
+        match &decision.task {
+            TaskDecision::AlreadyOpen(open) => lines.push(format!(
+                "no task: the task of {} is still open",
+                id_of(open)
+            )),
+            TaskDecision::Reversed(by, when) => lines.push(format!(
+                "no task: a newer {by} (from {}) already reversed it",
+                when.to_rfc3339_opts(SecondsFormat::Millis, true)
+            )),
+            TaskDecision::NotPlanned | TaskDecision::Create => {}
+        }
+        for task in &decision.completes {
+            lines.push(format!("completes the open task of {}", id_of(task)));
+        }
+        let remarks = decision.remarks(decision.completes.len());
+        let actions = one
+            .plan
+            .actions
+            .iter()
+            .filter(|action| {
+                !matches!(action, Action::CreateTask { .. })
+                    || decision.task == TaskDecision::Create
+            })
+            .map(|action| match action {
+                Action::CreateNote { .. } => Action::CreateNote {
+                    body: note_preview(one.id, &one.notification, remarks.clone()),
+                },
+                other => other.clone(),
+            })
+            .collect();
+        lived.push((Plan { actions }, lines));
+    }
+    lived
 }
 
 /// One notification's plan, as [`print_wording`] shows it.
@@ -266,8 +340,10 @@ pub struct PlannedNotification<'a> {
     pub delivered_at: DateTime<Utc>,
     /// Where it came from, such as `update.json #1`.
     pub source: &'a str,
-    /// What the mapper planned for it.
+    /// What the mapper planned for it, as the company's state shaped it.
     pub plan: &'a Plan,
+    /// What the company's state made of it (late, no task, tasks completed), one per line.
+    pub lifecycle: &'a [String],
 }
 
 /// Writes every task (subject, priority, body) and note of `notifications`
@@ -301,6 +377,9 @@ pub fn print_wording(
                 .to_rfc3339_opts(SecondsFormat::Millis, true),
             planned.source
         )?;
+        for line in planned.lifecycle {
+            writeln!(out, "> {line}")?;
+        }
         writeln!(out)?;
         let mut texts = 0;
         for action in &planned.plan.actions {
@@ -361,14 +440,15 @@ mod tests {
     #[test]
     fn companies_keep_their_first_appearance_and_notifications_their_delivery_order() {
         let notifications = [
-            ("111111111", at("2024-05-13T08:10:00Z")),
-            ("222222222", at("2024-05-13T08:00:00Z")),
-            ("111111111", at("2024-05-13T08:05:00Z")),
-            ("111111111", at("2024-05-13T08:10:00Z")),
-            ("222222222", at("2024-05-13T07:00:00Z")),
+            (0, "111111111", at("2024-05-13T08:10:00Z")),
+            (0, "222222222", at("2024-05-13T08:00:00Z")),
+            (0, "111111111", at("2024-05-13T08:05:00Z")),
+            (0, "111111111", at("2024-05-13T08:10:00Z")),
+            (0, "222222222", at("2024-05-13T07:00:00Z")),
+            (1, "111111111", at("2024-05-13T08:00:00Z")),
         ];
-        // Equal timestamps (0 and 3) keep file order.
-        assert_eq!(processing_order(&notifications), [2, 0, 3, 4, 1]);
+        // Equal timestamps (0 and 3) keep file order; a later file comes later, however old.
+        assert_eq!(processing_order(&notifications), [2, 0, 3, 5, 4, 1]);
         assert_eq!(processing_order(&[]), Vec::<usize>::new());
     }
 
@@ -405,6 +485,7 @@ mod tests {
                 delivered_at: at("2024-05-13T08:00:00Z"),
                 source: "a.json #0",
                 plan: &delete,
+                lifecycle: &[],
             },
             PlannedNotification {
                 duns: "111111111",
@@ -413,6 +494,7 @@ mod tests {
                 delivered_at: at("2024-05-13T09:00:00Z"),
                 source: "a.json #2",
                 plan: &silent,
+                lifecycle: &[],
             },
             PlannedNotification {
                 duns: "222222222",
@@ -421,6 +503,7 @@ mod tests {
                 delivered_at: at("2024-05-13T08:30:00Z"),
                 source: "a.json #1",
                 plan: &silent,
+                lifecycle: &[],
             },
         ];
         let mut out = Vec::new();

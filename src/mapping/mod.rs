@@ -124,15 +124,7 @@ pub fn plan(notification_id: i64, notification: &Notification, rules: &ActionRul
                 }
             }
             ActionKind::CreateNote => Action::CreateNote {
-                body: render::note_html(
-                    &[render::NoteEntry {
-                        id: notification_id,
-                        notification,
-                        successor: successor.clone(),
-                        remarks: render::Remarks::default(),
-                    }],
-                    &company,
-                ),
+                body: note_preview(notification_id, notification, render::Remarks::default()),
             },
             ActionKind::UpdateProperty => {
                 let mut properties = BTreeMap::from([
@@ -161,6 +153,24 @@ pub fn plan(notification_id: i64, notification: &Notification, rules: &ActionRul
         })
         .collect();
     Plan { actions }
+}
+
+/// The note of one notification as far as the notification alone tells (no HubSpot
+/// company yet), saying what `remarks` say became of it.
+pub fn note_preview(
+    notification_id: i64,
+    notification: &Notification,
+    remarks: render::Remarks,
+) -> String {
+    render::note_html(
+        &[render::NoteEntry {
+            id: notification_id,
+            notification,
+            successor: preview_successor(notification),
+            remarks,
+        }],
+        &preview_company(notification),
+    )
 }
 
 /// The company as far as the notification alone tells (no HubSpot id yet).

@@ -230,13 +230,22 @@ fn simulate_text_prints_the_wording_per_company_in_processing_order() {
     assert!(stdout.contains("D&B"));
     assert!(!stdout.contains("characters of HTML"));
 
-    // Every task's subject and priority and every line of every task and note
-    // body, as the mapper words them, numbered from 1 in file order.
+    // Each notification's section: its header line to the next one.
+    let mut sections: BTreeMap<i64, String> = BTreeMap::new();
+    for part in stdout.split("--- notification ").skip(1) {
+        let (id, _) = part.split_once(':').unwrap();
+        sections.insert(id.parse().unwrap(), part.to_string());
+    }
+
+    // Every note's lines and every task's subject, priority and body, as the mapper
+    // words them (numbered from 1 in file order), in its notification's section; a
+    // planned task the company's lifecycle calls off says why instead.
     let settings = Settings::load(Path::new(config)).expect("the repository config loads");
     let rules = ActionRules::from_settings(&settings.hubspot);
     let mut id = 0;
-    let (mut tasks, mut notes) = (0, 0);
-    for file in &files {
+    let mut file_of: BTreeMap<i64, usize> = BTreeMap::new();
+    let (mut tasks, mut called_off, mut notes) = (0, 0, 0);
+    for (file_index, file) in files.iter().enumerate() {
         let format = if file.ends_with(".ndjson") {
             BodyFormat::Ndjson
         } else {
@@ -247,6 +256,8 @@ fn simulate_text_prints_the_wording_per_company_in_processing_order() {
                 continue;
             };
             id += 1;
+            file_of.insert(id, file_index);
+            let section = &sections[&id];
             let value = serde_json::from_str(&valid.canonical).unwrap();
             let notification = Notification::from_value(&value).unwrap();
             for action in plan(id, &notification, &rules).actions {
@@ -256,13 +267,17 @@ fn simulate_text_prints_the_wording_per_company_in_processing_order() {
                         body,
                         priority,
                     } => {
-                        tasks += 1;
                         let priority = match priority {
                             TaskPriority::High => "HIGH",
                             TaskPriority::Medium => "MEDIUM",
                         };
+                        if section.contains("\n> no task: ") {
+                            called_off += 1;
+                            continue;
+                        }
+                        tasks += 1;
                         let heading = format!("\nTASK [{priority}] {subject}\n");
-                        assert!(stdout.contains(&heading), "{heading} missing");
+                        assert!(section.contains(&heading), "{heading} missing");
                         body
                     }
                     Action::CreateNote { body } => {
@@ -277,7 +292,7 @@ fn simulate_text_prints_the_wording_per_company_in_processing_order() {
                     } else {
                         format!("\n    {line}\n")
                     };
-                    assert!(stdout.contains(&shown), "{shown:?} missing");
+                    assert!(section.contains(&shown), "{shown:?} missing in {section}");
                 }
             }
         }
@@ -285,11 +300,12 @@ fn simulate_text_prints_the_wording_per_company_in_processing_order() {
     assert_eq!(id, 36, "the samples hold 36 notifications");
     assert!(tasks > 0 && notes > 0);
     assert_eq!(stdout.matches("\nTASK [").count(), tasks);
+    assert_eq!(stdout.matches("\n> no task: ").count(), called_off);
     assert_eq!(stdout.matches("\nNOTE\n").count(), notes);
 
-    // One heading per company; within it, notifications by deliveryTimeStamp,
-    // then file order (ids count in file order).
-    let mut companies: BTreeMap<String, Vec<(String, u32, String)>> = BTreeMap::new();
+    // One heading per company; within it, notifications file by file (each file is a
+    // delivery), by deliveryTimeStamp within a file, then file order.
+    let mut companies: BTreeMap<String, Vec<(usize, String, i64, String)>> = BTreeMap::new();
     let mut company = String::new();
     for line in stdout.lines() {
         if let Some(duns) = line.strip_prefix("=== D-U-N-S ") {
@@ -300,10 +316,11 @@ fn simulate_text_prints_the_wording_per_company_in_processing_order() {
             let (id, rest) = header.split_once(": ").unwrap();
             let (kind, rest) = rest.split_once(", delivered ").unwrap();
             let (delivered, _) = rest.split_once(' ').unwrap();
+            let id: i64 = id.parse().unwrap();
             companies
                 .get_mut(&company)
                 .expect("a company heading first")
-                .push((delivered.to_string(), id.parse().unwrap(), kind.to_string()));
+                .push((file_of[&id], delivered.to_string(), id, kind.to_string()));
         }
     }
     assert_eq!(companies.values().map(Vec::len).sum::<usize>(), 36);
@@ -312,10 +329,14 @@ fn simulate_text_prints_the_wording_per_company_in_processing_order() {
         sorted.sort();
         assert_eq!(shown, &sorted, "{duns} is not in processing order");
     }
-    // delete.json's DELETE (08:03) precedes the NDJSON file's SEED (08:10) of the same company.
+    // delete.json's DELETE (08:03) arrives after the NDJSON file's SEED (08:10) and later
+    // alerts of the same company: it is late, changes no field and its note says so.
     let kinds: Vec<&str> = companies["502329781"]
         .iter()
-        .map(|(_, _, kind)| kind.as_str())
+        .map(|(_, _, _, kind)| kind.as_str())
         .collect();
-    assert_eq!(kinds[..2], ["DELETE", "SEED"]);
+    assert_eq!(kinds, ["SEED", "REMOVED", "EXIT", "DELETE"]);
+    let delete = &sections[&companies["502329781"][3].2];
+    assert!(delete.contains("\n> late: "), "{delete}");
+    assert!(delete.contains("This alert arrived late"), "{delete}");
 }
