@@ -185,33 +185,52 @@ fn remarks(notification_type: NotificationType, remarks: &Remarks) -> Vec<Piece>
         ));
     }
     if let Some((reverser, at)) = remarks.reversed_by {
+        let since = match reverser {
+            NotificationType::Reviewed => "D&B has since finished its review",
+            _ => "D&B has since restored this company's record",
+        };
         said.push(format!(
-            "A newer {} alert (from {}) already reversed it, so no task was created.",
-            reverser.as_str(),
+            "{since} (alert of {}), so no task was created.",
             when(at)
         ));
     }
     if remarks.task_already_open {
         said.push(format!(
-            "A task for the earlier {} alert is already open on this company, so no second \
-             task was created.",
-            notification_type.as_str()
+            "The task from an earlier {} alert is still open, so this alert is added to the \
+             company's notes instead of a second task.",
+            alert_name(notification_type)
         ));
     }
     if remarks.completed_tasks > 0 {
-        let reversed = super::lifecycle::reversed_type(notification_type)
-            .map_or("earlier", NotificationType::as_str);
-        let completed = match remarks.completed_tasks {
-            1 => "its open task was completed".to_string(),
-            count => format!("its {count} open tasks were completed"),
-        };
-        said.push(format!(
-            "This reverses the earlier {reversed} alert: {completed}."
-        ));
+        let reversed =
+            super::lifecycle::reversed_type(notification_type).map_or("earlier", alert_name);
+        said.push(match remarks.completed_tasks {
+            1 => format!("The open task from the earlier {reversed} alert was marked completed."),
+            count => format!(
+                "The {count} open tasks from earlier {reversed} alerts were marked completed."
+            ),
+        });
     }
     said.iter()
         .map(|sentence| Piece::Block(format!("<p><em>{}</em></p>", escape_html(sentence))))
         .collect()
+}
+
+/// A type's alert in a few plain words, for sentences such as "an earlier … alert".
+fn alert_name(notification_type: NotificationType) -> &'static str {
+    use NotificationType::*;
+    match notification_type {
+        Update => "data change",
+        Delete => "deletion",
+        Transfer => "transfer",
+        Seed => "monitoring start",
+        FullProduct => "full profile",
+        Undelete => "record restored",
+        Reviewed => "review finished",
+        UnderReview => "under-review",
+        Exit => "left monitoring",
+        Removed => "removed from monitoring",
+    }
 }
 
 /// 09:00 local time on the next Monday to Friday after today in `time_zone`
@@ -955,6 +974,116 @@ mod tests {
             company("804480518", Some("Coho Vineyard & Winery")),
             SuccessorView::Unknown,
         );
+    }
+
+    /// A note of `notifications` with their remarks, each TRANSFER with its own successor.
+    fn note_with(
+        notifications: &[(i64, &Notification, SuccessorView, Remarks)],
+        company: &CompanyView,
+    ) -> String {
+        let entries: Vec<NoteEntry<'_>> = notifications
+            .iter()
+            .map(|(id, notification, successor, remarks)| NoteEntry {
+                id: *id,
+                notification,
+                successor: successor.clone(),
+                remarks: remarks.clone(),
+            })
+            .collect();
+        let note = note_html(&entries, company);
+        assert_well_formed(&note);
+        note
+    }
+
+    #[test]
+    fn a_late_alert_says_so_and_that_a_newer_one_reversed_it() {
+        let delete = &sample("delete.json")[0];
+        let newer = "2024-05-13T09:00:00Z".parse().unwrap();
+        let note = note_with(
+            &[(
+                9,
+                delete,
+                SuccessorView::Unknown,
+                Remarks {
+                    late_behind: Some(newer),
+                    reversed_by: Some((NotificationType::Undelete, newer)),
+                    ..Remarks::default()
+                },
+            )],
+            &company("502329781", Some("Gadgets Ltd")),
+        );
+        insta::assert_snapshot!("late_reversed_note", note);
+    }
+
+    #[test]
+    fn a_reversal_says_which_tasks_it_completed() {
+        let undelete = &sample("undelete.json")[0];
+        let reviewed = &sample("reviewed.json")[0];
+        let one = note_with(
+            &[(
+                3,
+                undelete,
+                SuccessorView::Unknown,
+                Remarks {
+                    completed_tasks: 1,
+                    ..Remarks::default()
+                },
+            )],
+            &company("308094350", Some("Back Again Inc")),
+        );
+        let two = note_with(
+            &[(
+                4,
+                reviewed,
+                SuccessorView::Unknown,
+                Remarks {
+                    completed_tasks: 2,
+                    ..Remarks::default()
+                },
+            )],
+            &company("782883753", None),
+        );
+        insta::assert_snapshot!("reversal_notes", format!("{one}\n\n{two}"));
+    }
+
+    #[test]
+    fn a_repeated_alert_with_an_open_task_says_no_second_task_was_made() {
+        let under_review = &sample("under_review.json")[0];
+        let note = note_with(
+            &[(
+                5,
+                under_review,
+                SuccessorView::Unknown,
+                Remarks {
+                    task_already_open: true,
+                    ..Remarks::default()
+                },
+            )],
+            &company("459051795", Some("Review Co")),
+        );
+        insta::assert_snapshot!("repeated_alert_note", note);
+    }
+
+    #[test]
+    fn each_transfer_paragraph_names_its_own_successor() {
+        let all = sample("transfer.json");
+        let note = note_with(
+            &[
+                (1, &all[0], SuccessorView::Unknown, Remarks::default()),
+                (
+                    2,
+                    &all[1],
+                    SuccessorView::Free {
+                        duns: "946349655".into(),
+                    },
+                    Remarks::default(),
+                ),
+            ],
+            &company("629671816", None),
+        );
+        let unknown = note.find("did not say which number").unwrap();
+        let named = note.find("The new number is 946349655").unwrap();
+        assert!(unknown < named, "{note}");
     }
 
     #[test]

@@ -337,7 +337,7 @@ async fn a_reversal_completes_the_open_task_it_reverses_and_leaves_a_persons_alo
     assert!(!updates[0].to_string().contains(&delete_task));
     let notes = fake.notes();
     assert!(
-        note_containing(&notes, "completed").is_some(),
+        note_containing(&notes, "was marked completed").is_some(),
         "the note says so"
     );
     let (_, metrics) = app.get("/metrics").await;
@@ -380,7 +380,7 @@ async fn a_repeated_alert_adds_to_the_note_while_its_task_is_open() {
     .await;
     assert_eq!(fake.tasks().len(), 1, "one open task per company and type");
     assert_eq!(fake.notes().len(), 2);
-    assert!(note_containing(&fake.notes(), "already open").is_some());
+    assert!(note_containing(&fake.notes(), "is still open").is_some());
 
     // Once a person completes it, the next alert of the type gets a task again.
     let task = fake.tasks()[0].id.clone();
