@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dnb_hubspot_bridge::hubspot::{DryRunExecutor, Execution, Executor, Planned};
+use dnb_hubspot_bridge::journal::LeaseWatch;
 use tokio::sync::Semaphore;
 
 /// Dry-run after a pause per batch.
@@ -12,9 +13,9 @@ pub struct Slow(pub Duration);
 
 #[async_trait]
 impl Executor for Slow {
-    async fn execute(&self, batch: &[Planned]) -> Vec<Execution> {
+    async fn execute(&self, batch: &[Planned], lease: &LeaseWatch) -> Vec<Execution> {
         tokio::time::sleep(self.0).await;
-        DryRunExecutor.execute(batch).await
+        DryRunExecutor.execute(batch, lease).await
     }
 }
 
@@ -23,14 +24,14 @@ pub struct PanicsOn(pub &'static str);
 
 #[async_trait]
 impl Executor for PanicsOn {
-    async fn execute(&self, batch: &[Planned]) -> Vec<Execution> {
+    async fn execute(&self, batch: &[Planned], lease: &LeaseWatch) -> Vec<Execution> {
         if batch
             .iter()
             .any(|planned| planned.notification.duns.as_str() == self.0)
         {
             panic!("simulated bug for DUNS {}", self.0);
         }
-        DryRunExecutor.execute(batch).await
+        DryRunExecutor.execute(batch, lease).await
     }
 }
 
@@ -39,8 +40,8 @@ pub struct Gated(pub Arc<Semaphore>);
 
 #[async_trait]
 impl Executor for Gated {
-    async fn execute(&self, batch: &[Planned]) -> Vec<Execution> {
+    async fn execute(&self, batch: &[Planned], lease: &LeaseWatch) -> Vec<Execution> {
         self.0.acquire().await.expect("gate open").forget();
-        DryRunExecutor.execute(batch).await
+        DryRunExecutor.execute(batch, lease).await
     }
 }

@@ -24,7 +24,7 @@ use super::error::HubSpotError;
 use super::executor::{Execution, Executor, Planned};
 use super::status::HubSpotStatus;
 use crate::config::HubSpotSettings;
-use crate::journal::{ActionRecord, Journal, StoredAction};
+use crate::journal::{ActionRecord, Journal, LeaseLost, LeaseWatch, StoredAction};
 use crate::mapping::render::{CompanyView, SuccessorView};
 use crate::telemetry::Metrics;
 
@@ -178,11 +178,19 @@ enum Halt {
     HubSpot(HubSpotError),
     /// The portal lacks properties the bridge writes.
     Setup,
+    /// The batch's lease was lost: another worker may own its notifications now.
+    LeaseLost,
 }
 
 impl From<HubSpotError> for Halt {
     fn from(error: HubSpotError) -> Self {
         Self::HubSpot(error)
+    }
+}
+
+impl From<LeaseLost> for Halt {
+    fn from(_: LeaseLost) -> Self {
+        Self::LeaseLost
     }
 }
 
@@ -265,7 +273,7 @@ impl Work<'_> {
 
 #[async_trait]
 impl Executor for HubSpotExecutor {
-    async fn execute(&self, batch: &[Planned]) -> Vec<Execution> {
+    async fn execute(&self, batch: &[Planned], lease: &LeaseWatch) -> Vec<Execution> {
         let ids: Vec<i64> = batch.iter().map(|planned| planned.id).collect();
         let earlier = match self.journal.checkpoints(&ids).await {
             Ok(earlier) => earlier,
@@ -302,19 +310,28 @@ impl Executor for HubSpotExecutor {
             })
             .collect();
 
+        // Before each step: a batch whose lease was lost stops before its next HubSpot call.
         let result: Result<(), Halt> = async {
+            lease.check()?;
             if !self.check_pause().await? {
                 return Err(Halt::Setup);
             }
+            lease.check()?;
             companies::resolve(self, &mut work).await?;
+            lease.check()?;
             companies::write(self, &mut work).await?;
+            lease.check()?;
             activities::create_tasks(self, &mut work).await?;
+            lease.check()?;
             activities::create_notes(self, &mut work).await?;
             Ok(())
         }
         .await;
         let deferred = match result {
             Ok(()) => None,
+            // Its outcome is refused if another claim took the notifications; if none did,
+            // they are due again at once, without spending an attempt.
+            Err(Halt::LeaseLost) => Some(("lease_lost", Duration::ZERO)),
             // The setup check has already paused the workers with its own message.
             Err(Halt::Setup) => Some(("setup", self.auth_probe)),
             // An answer that does not parse is retried like an outage, but spends attempts, so a
