@@ -198,10 +198,20 @@ async fn a_later_notification_waits_while_an_earlier_one_of_its_duns_awaits_a_re
     )
     .await;
 
+    // The later notification arrives in one commit with one of another DUNS: once a worker
+    // has processed that one, a claim has looked at both and left the later one.
     let later = notification("UNDELETE", "666666666", "2024-05-13T09:00:00.000Z");
-    app.accept(serde_json::to_vec(&later).unwrap(), "application/json")
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other = notification("EXIT", "111111111", "2024-05-13T09:00:00.000Z");
+    app.accept(
+        serde_json::to_vec(&json!([later, other])).unwrap(),
+        "application/json",
+    )
+    .await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE duns = '111111111' AND status = 'done'",
+        1,
+    )
+    .await;
     assert_eq!(app.count("SELECT count(*) FROM notifications WHERE type = 'UNDELETE' AND status = 'pending' AND attempts = 0"), 1);
 }
 
