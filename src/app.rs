@@ -193,7 +193,7 @@ impl Application {
             .is_err()
         {
             tracing::warn!(
-                "workers did not finish within the shutdown timeout; their leases will expire and be taken back"
+                "workers did not finish within the shutdown timeout; their claims are taken back when the service starts again"
             );
         }
         let _ = purge.await;
