@@ -64,7 +64,7 @@ async fn notifications_answered_202_survive_kill_9_and_are_processed_after_resta
         &config,
         format!(
             "server:\n  bind: \"127.0.0.1:{port}\"\nwebhook:\n  secrets: [\"{SECRET}\"]\nstorage:\n  url: \"sqlite://{}\"\n\
-             workers:\n  count: 1\n  batch_size: 5\n  lease_secs: 5\nlog:\n  level: warn\n  format: json\n",
+             workers:\n  count: 1\n  batch_size: 5\nlog:\n  level: warn\n  format: json\n",
             journal.display()
         ),
     )
@@ -278,6 +278,14 @@ async fn a_batch_claimed_when_the_process_was_killed_is_settled_within_seconds_o
     .await;
     child.kill().unwrap();
     child.wait().unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.lines().any(|line| {
+            line.contains("took back the notifications a previous process had claimed")
+                && line.contains("\"notifications\":20")
+        }),
+        "one line gives the count; log:\n{logged}"
+    );
     assert_eq!(fake.tasks().len(), 20);
     assert_eq!(fake.notes().len(), 20);
     fake.assert_no_violations();
