@@ -14,12 +14,22 @@ use crate::config::Settings;
 use crate::http::state::Shared;
 use crate::http::{AppState, router};
 use crate::hubspot::{DryRunExecutor, Executor, HubSpotClient, HubSpotExecutor, HubSpotStatus};
-use crate::journal::{self, Journal};
+use crate::journal::{self, Clock, Journal, JournalOptions};
 use crate::mapping::ActionRules;
 use crate::retention;
 use crate::signature::SigningSecret;
 use crate::telemetry::Metrics;
 use crate::worker::{Doorbell, PoolHandle, Processor, RetryPolicy, WorkerDeps, WorkerPool};
+
+/// Parts a caller (a test) puts in place of the ones the settings select.
+#[derive(Default)]
+pub struct Overrides {
+    /// The executor, instead of the one `hubspot.enabled` selects.
+    pub executor: Option<Arc<dyn Executor>>,
+    /// The clock the journal and the workers measure leases, retries and attempts in,
+    /// instead of the system clock.
+    pub clock: Option<Arc<dyn Clock>>,
+}
 
 /// A built, not yet serving, application.
 pub struct Application {
@@ -35,7 +45,7 @@ impl Application {
     /// executor `hubspot.enabled` selects. The settings must have passed
     /// [`crate::config::validate`].
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        Self::assemble(settings, shutdown, None).await
+        Self::build_with(settings, shutdown, Overrides::default()).await
     }
 
     /// [`Application::build`] with a given executor instead of the one `hubspot.enabled` selects.
@@ -44,14 +54,21 @@ impl Application {
         shutdown: CancellationToken,
         executor: Arc<dyn Executor>,
     ) -> anyhow::Result<Self> {
-        Self::assemble(settings, shutdown, Some(executor)).await
+        let overrides = Overrides {
+            executor: Some(executor),
+            ..Overrides::default()
+        };
+        Self::build_with(settings, shutdown, overrides).await
     }
 
-    async fn assemble(
+    /// [`Application::build`] with the given parts in place of the ones the settings select.
+    pub async fn build_with(
         settings: Settings,
         shutdown: CancellationToken,
-        executor: Option<Arc<dyn Executor>>,
+        overrides: Overrides,
     ) -> anyhow::Result<Self> {
+        let Overrides { executor, clock } = overrides;
+        let clock = clock.unwrap_or_else(journal::clock::system);
         let secrets = settings
             .webhook
             .non_empty_secrets()
@@ -62,7 +79,12 @@ impl Application {
             !secrets.is_empty(),
             "webhook.secrets: no signing secret configured"
         );
-        let journal: Arc<dyn Journal> = journal::connect(&settings.storage)
+        // This process runs the workers, so the claims a previous one left are its to take back.
+        let options = JournalOptions {
+            clock: clock.clone(),
+            take_back_claims: true,
+        };
+        let journal: Arc<dyn Journal> = journal::connect_with(&settings.storage, options)
             .await
             .with_context(|| format!("cannot open the journal at {}", settings.storage.url))?;
         let listener = TcpListener::bind(&settings.server.bind)
@@ -95,6 +117,7 @@ impl Application {
             executor,
             retry: RetryPolicy::from_settings(&settings.workers),
             metrics: metrics.clone(),
+            clock: clock.clone(),
         });
         let instance = format!(
             "{}-{}",
@@ -109,6 +132,7 @@ impl Application {
                 processor,
                 instance,
                 hubspot: hubspot.clone(),
+                clock,
             },
             shutdown.child_token(),
         );
@@ -169,7 +193,7 @@ impl Application {
             .is_err()
         {
             tracing::warn!(
-                "workers did not finish within the shutdown timeout; their leases will expire and be taken back"
+                "workers did not finish within the shutdown timeout; their claims are taken back when the service starts again"
             );
         }
         let _ = purge.await;

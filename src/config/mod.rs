@@ -188,7 +188,8 @@ pub struct WorkerSettings {
     /// How long the oldest pending notification may wait for a batch to fill, in
     /// milliseconds; default 2000.
     pub batch_max_wait_ms: u64,
-    /// How long a claim stays valid before another worker may take it back, in seconds; default 300.
+    /// How long a claim stays valid before another worker may take it back, in seconds;
+    /// default 300. A worker renews its batch's lease every third of it while the batch works.
     pub lease_secs: u64,
     /// Fallback poll when no doorbell rings, in milliseconds; default 1000.
     pub poll_interval_ms: u64,

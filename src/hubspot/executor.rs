@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use crate::dnb::Notification;
-use crate::journal::{ActionRecord, ActionState, NotificationId};
+use crate::journal::{ActionRecord, ActionState, ClaimId, LeaseWatch, NotificationId};
 use crate::mapping::{Action, Plan};
 
 /// A claimed notification with its plan.
@@ -12,6 +12,8 @@ use crate::mapping::{Action, Plan};
 pub struct Planned {
     /// Journal id.
     pub id: NotificationId,
+    /// The claim the worker holds it under; journal writes made before the outcome name it.
+    pub claim: ClaimId,
     /// The parsed notification.
     pub notification: Notification,
     /// What it asks HubSpot to do.
@@ -48,7 +50,8 @@ pub enum Execution {
     },
     /// Not attempted, or abandoned, because HubSpot as a whole is unavailable; spends no attempt.
     Deferred {
-        /// `auth`, `rate_limit`, `outage`, `daily_limit`, or `reconcile` (a lost create must first show in search).
+        /// `auth`, `rate_limit`, `outage`, `daily_limit`, `reconcile` (a lost create must first
+        /// show in search) or `lease_lost` (the batch stopped because its lease was lost).
         reason: &'static str,
         /// How long to wait before trying again.
         wait: std::time::Duration,
@@ -60,8 +63,11 @@ pub enum Execution {
 /// Performs plans. One call gets a whole claimed batch, so calls can be batched.
 #[async_trait]
 pub trait Executor: Send + Sync + 'static {
-    /// Executes `batch`; the answer has one entry per input, in order.
-    async fn execute(&self, batch: &[Planned]) -> Vec<Execution>;
+    /// Executes `batch`; the answer has one entry per input, in order. `lease` tells whether
+    /// the batch's lease still holds: once it is lost, another worker may own the
+    /// notifications, so an executor that writes somewhere stops before its next write (the
+    /// journal refuses the batch's outcomes and action records anyway).
+    async fn execute(&self, batch: &[Planned], lease: &LeaseWatch) -> Vec<Execution>;
 }
 
 /// Records plans as planned actions and logs them; sends nothing.
@@ -100,7 +106,8 @@ pub fn planned_record(action: &Action) -> ActionRecord {
 
 #[async_trait]
 impl Executor for DryRunExecutor {
-    async fn execute(&self, batch: &[Planned]) -> Vec<Execution> {
+    /// Writes nothing anywhere, so a lost lease changes nothing here.
+    async fn execute(&self, batch: &[Planned], _lease: &LeaseWatch) -> Vec<Execution> {
         batch
             .iter()
             .map(|planned| {

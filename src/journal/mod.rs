@@ -5,6 +5,8 @@
 //! attempt and HubSpot action is recorded here. [`Journal`] is the seam a
 //! second backend joins; [`connect`] picks the backend from `storage.url`.
 
+pub mod clock;
+pub mod lease;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -18,8 +20,24 @@ use serde::{Deserialize, Serialize};
 use crate::config::StorageSettings;
 use crate::dnb::IncomingItem;
 
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use lease::{LeaseLost, LeaseSignal, LeaseWatch, lease_watch};
+
 /// Journal row id of a notification.
 pub type NotificationId = i64;
+
+/// A claim's fencing token. Every claim gets a new one, greater than any before it in the
+/// journal's life, and its notifications carry it while it holds them; outcomes, action
+/// records and renewals must name it, so a worker whose lease was taken over can no longer
+/// write to notifications that now belong to another claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClaimId(pub i64);
+
+impl std::fmt::Display for ClaimId {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(formatter)
+    }
+}
 
 /// Lifecycle of a journaled notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -145,6 +163,8 @@ impl AppendOutcome {
 pub struct Claimed {
     /// Journal id.
     pub id: NotificationId,
+    /// The claim that holds it (the same for every notification of one claim).
+    pub claim: ClaimId,
     /// The notification's canonical JSON.
     pub raw: String,
     /// Its DUNS.
@@ -404,6 +424,10 @@ pub enum JournalError {
     /// The journal was closed or its writer stopped.
     #[error("the journal is closed")]
     Closed,
+    /// The claim named no longer holds the notifications: its lease ran out and another
+    /// claim may own them. Nothing was written.
+    #[error("the claim no longer holds these notifications")]
+    LeaseLost,
 }
 
 /// The operations every backend provides.
@@ -412,8 +436,10 @@ pub trait Journal: Send + Sync + 'static {
     /// Commits a delivery's items (deduplicated by `webhook-id` and content) and returns after the commit.
     async fn append(&self, delivery: Delivery) -> Result<AppendOutcome, JournalError>;
 
-    /// Leases up to `limit` due notifications to `worker`, per DUNS in delivery order and never a
-    /// DUNS another lease holds; expired leases are taken back first.
+    /// Leases up to `limit` due notifications to `worker` under a new claim (one [`ClaimId`]
+    /// for all of them, on each [`Claimed`]), per DUNS in delivery order and never a DUNS
+    /// another lease holds; expired leases are taken back first. The notifications of one
+    /// claim share one lease, so they are renewed, and taken back, together.
     async fn claim(
         &self,
         worker: &str,
@@ -421,17 +447,29 @@ pub trait Journal: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<Claimed>, JournalError>;
 
-    /// Records outcomes, attempts and actions of notifications `worker` holds.
+    /// Extends the lease of `claim` to `lease` from now, if it still holds: its notifications
+    /// still carry it and its lease has not run out. Returns whether it held. A lease that ran
+    /// out is not revived, even when no other claim has taken its notifications yet.
+    async fn renew(&self, claim: ClaimId, lease: Duration) -> Result<bool, JournalError>;
+
+    /// Records outcomes, attempts and actions of notifications `claim` holds (`worker` is
+    /// the name its attempts are recorded under). A completion of a notification that no
+    /// longer carries `claim` is refused whole, attempt row and actions included: the
+    /// notification keeps its new owner's state, and the refusal is logged.
     async fn complete(
         &self,
         worker: &str,
+        claim: ClaimId,
         completions: Vec<Completion>,
     ) -> Result<(), JournalError>;
 
     /// Records actions now, before the outcome: a create is written as `unknown` before it is
     /// sent, so a crash mid-call leaves a record to reconcile instead of a blind re-send.
+    /// Refused with [`JournalError::LeaseLost`], writing nothing, unless `claim` still holds
+    /// every notification named: the create must then not be sent.
     async fn record_actions(
         &self,
+        claim: ClaimId,
         actions: Vec<(NotificationId, ActionRecord)>,
     ) -> Result<(), JournalError>;
 
@@ -507,11 +545,40 @@ pub trait Journal: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// Opens the backend `storage.url` names.
+/// How a process opens the journal.
+#[derive(Clone)]
+pub struct JournalOptions {
+    /// The time leases, retries and outcomes are measured in.
+    pub clock: Arc<dyn Clock>,
+    /// Set by the process that runs the workers, which with SQLite owns every claim: the
+    /// notifications a previous process left `processing` are taken back (made pending) at
+    /// open instead of when their leases run out. Left unset by commands that may run beside
+    /// a serving process (`replay`), which must not take its claims away.
+    pub take_back_claims: bool,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self {
+            clock: clock::system(),
+            take_back_claims: false,
+        }
+    }
+}
+
+/// Opens the backend `storage.url` names, with the system clock, leaving claims alone.
 pub async fn connect(settings: &StorageSettings) -> Result<Arc<dyn Journal>, JournalError> {
+    connect_with(settings, JournalOptions::default()).await
+}
+
+/// Opens the backend `storage.url` names with `options`.
+pub async fn connect_with(
+    settings: &StorageSettings,
+    options: JournalOptions,
+) -> Result<Arc<dyn Journal>, JournalError> {
     match settings.url.strip_prefix("sqlite://") {
         Some(path) if !path.is_empty() => Ok(Arc::new(
-            sqlite::SqliteJournal::open(path.as_ref(), settings).await?,
+            sqlite::SqliteJournal::open(path.as_ref(), settings, options).await?,
         )),
         _ => Err(JournalError::UnsupportedUrl(settings.url.clone())),
     }

@@ -8,11 +8,15 @@
 //! calls while the wait bounds each one's delay; one worker gathers at a time,
 //! so the next one starts from the notifications that arrived after that claim.
 //!
-//! On shutdown a worker finishes the batch in hand and claims nothing more;
-//! whatever is unclaimed stays pending, and a lease cut short by a crash
-//! expires and is taken back.
+//! While a batch works, its worker renews the batch's lease ([`lease`]); a
+//! batch whose lease was lost stops before its next HubSpot write, and the
+//! journal refuses its outcomes where another claim took the notifications
+//! over. On shutdown a worker finishes the batch in hand and claims nothing
+//! more; whatever is unclaimed stays pending. Claims a crashed process left
+//! are taken back when the next one opens the journal.
 
 pub mod doorbell;
+mod lease;
 pub mod process;
 pub mod retry;
 
@@ -30,7 +34,7 @@ pub use retry::RetryPolicy;
 
 use crate::config::WorkerSettings;
 use crate::hubspot::HubSpotStatus;
-use crate::journal::{Claimed, Journal, now_ms};
+use crate::journal::{Claimed, Clock, Journal, now_ms};
 
 /// What every worker shares.
 #[derive(Clone)]
@@ -45,6 +49,8 @@ pub struct WorkerDeps {
     pub instance: String,
     /// While HubSpot is paused, workers claim nothing.
     pub hubspot: Arc<HubSpotStatus>,
+    /// The time leases are measured in (the journal's clock).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Starts the pool.
@@ -110,17 +116,32 @@ impl Worker {
                 }
                 continue;
             }
-            let batch = self.claim_batch().await;
-            if batch.is_empty() {
+            let (batch, claimed_at_ms) = self.claim_batch().await;
+            let Some(claim) = batch.first().map(|claimed| claimed.claim) else {
                 tokio::select! {
                     _ = self.deps.doorbell.wait() => {}
                     _ = sleep(poll) => {}
                     _ = self.shutdown.cancelled() => {}
                 }
                 continue;
-            }
-            let completions = self.deps.processor.process(&batch).await;
-            if let Err(error) = self.deps.journal.complete(&self.name, completions).await {
+            };
+            let keeper = lease::Keeper {
+                journal: self.deps.journal.clone(),
+                clock: self.deps.clock.clone(),
+                worker: self.name.clone(),
+                lease: Duration::from_secs(self.settings.lease_secs),
+            };
+            let (lease, renewal) = keeper.keep(claim, claimed_at_ms);
+            let completions = self.deps.processor.process(&batch, &lease).await;
+            drop(renewal);
+            // With the lease lost, the journal records only the outcomes of notifications no
+            // other claim has taken over since.
+            let recorded = self
+                .deps
+                .journal
+                .complete(&self.name, claim, completions)
+                .await;
+            if let Err(error) = recorded {
                 // The leases expire and the notifications are taken back and processed again.
                 tracing::error!(worker = %self.name, error = %error, "could not record outcomes");
                 sleep(poll).await;
@@ -129,13 +150,16 @@ impl Worker {
         tracing::debug!(worker = %self.name, "worker stopped");
     }
 
-    async fn claim(&self, limit: usize) -> Vec<Claimed> {
+    /// Claims up to `limit` notifications; also returns the time just before the claim,
+    /// which its lease cannot have started before.
+    async fn claim(&self, limit: usize) -> (Vec<Claimed>, i64) {
         let lease = Duration::from_secs(self.settings.lease_secs);
+        let asked_at = self.deps.clock.now_ms();
         match self.deps.journal.claim(&self.name, limit, lease).await {
-            Ok(claimed) => claimed,
+            Ok(claimed) => (claimed, asked_at),
             Err(error) => {
                 tracing::error!(worker = %self.name, error = %error, "could not claim notifications");
-                Vec::new()
+                (Vec::new(), asked_at)
             }
         }
     }
@@ -144,31 +168,39 @@ impl Worker {
     /// notification has waited the batch wait. Under the gathering lock, so a worker that
     /// comes next sees only what arrived after the previous claim and waits for it to
     /// gather instead of taking a sliver (fewer, fuller HubSpot batch calls).
-    async fn claim_batch(&self) -> Vec<Claimed> {
+    async fn claim_batch(&self) -> (Vec<Claimed>, i64) {
         let size = self.settings.batch_size;
         let wait = Duration::from_millis(self.settings.batch_max_wait_ms);
+        let nothing = || (Vec::new(), self.deps.clock.now_ms());
         let _gathering = tokio::select! {
             guard = self.gathering.lock() => guard,
-            _ = self.shutdown.cancelled() => return Vec::new(),
+            _ = self.shutdown.cancelled() => return nothing(),
         };
         while (self.deps.journal.pending_count() as usize) < size {
-            let now = now_ms();
-            let oldest = match self.deps.journal.oldest_claimable_received_ms(now).await {
+            // What is claimable is judged on the journal's clock, how long the oldest has
+            // waited since its receipt on the system clock that stamped it.
+            let claimable_at = self.deps.clock.now_ms();
+            let oldest = match self
+                .deps
+                .journal
+                .oldest_claimable_received_ms(claimable_at)
+                .await
+            {
                 Ok(Some(oldest)) => oldest,
                 // Nothing to claim: a claim now would only race with what is arriving.
-                Ok(None) => return Vec::new(),
+                Ok(None) => return nothing(),
                 Err(error) => {
                     tracing::error!(worker = %self.name, error = %error, "could not read the backlog");
                     break;
                 }
             };
-            let waited = Duration::from_millis((now - oldest).max(0) as u64);
+            let waited = Duration::from_millis((now_ms() - oldest).max(0) as u64);
             let Some(left) = wait.checked_sub(waited).filter(|left| !left.is_zero()) else {
                 break;
             };
             tokio::select! {
                 _ = sleep(left) => {}
-                _ = self.shutdown.cancelled() => return Vec::new(),
+                _ = self.shutdown.cancelled() => return nothing(),
             }
         }
         self.claim(size).await

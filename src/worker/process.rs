@@ -13,7 +13,7 @@ use futures::FutureExt;
 
 use crate::dnb::Notification;
 use crate::hubspot::{Execution, Executor, Planned};
-use crate::journal::{Claimed, Completion, Outcome, now_ms};
+use crate::journal::{Claimed, Clock, Completion, LeaseWatch, Outcome, now_ms};
 use crate::mapping::{ActionRules, plan};
 use crate::telemetry::Metrics;
 
@@ -33,6 +33,8 @@ pub struct Processor {
     pub retry: RetryPolicy,
     /// Where outcomes are counted.
     pub metrics: Arc<Metrics>,
+    /// The time attempts and retries are measured in (the journal's clock).
+    pub clock: Arc<dyn Clock>,
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -44,9 +46,10 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 impl Processor {
-    /// Processes a claimed batch and returns one completion per claim, in order.
-    pub async fn process(&self, batch: &[Claimed]) -> Vec<Completion> {
-        let started_at_ms = now_ms();
+    /// Processes a claimed batch and returns one completion per claim, in order. `lease`
+    /// is handed to the executor, which stops writing once the lease is lost.
+    pub async fn process(&self, batch: &[Claimed], lease: &LeaseWatch) -> Vec<Completion> {
+        let started_at_ms = self.clock.now_ms();
         let mut results: Vec<Option<Result<Execution, String>>> = vec![None; batch.len()];
         let mut work = Vec::with_capacity(batch.len());
         let mut positions = Vec::with_capacity(batch.len());
@@ -64,7 +67,7 @@ impl Processor {
             }
         }
 
-        let executed = AssertUnwindSafe(self.executor.execute(&work))
+        let executed = AssertUnwindSafe(self.executor.execute(&work, lease))
             .catch_unwind()
             .await;
         match executed {
@@ -86,10 +89,11 @@ impl Processor {
             Err(payload) => {
                 tracing::error!(panic = %panic_message(&*payload), size = work.len(), "batch panicked; executing one at a time");
                 for (position, planned) in positions.iter().zip(work) {
-                    let single =
-                        AssertUnwindSafe(self.executor.execute(std::slice::from_ref(&planned)))
-                            .catch_unwind()
-                            .await;
+                    let single = AssertUnwindSafe(
+                        self.executor.execute(std::slice::from_ref(&planned), lease),
+                    )
+                    .catch_unwind()
+                    .await;
                     results[*position] = Some(match single {
                         Ok(mut executions) if executions.len() == 1 => Ok(executions.remove(0)),
                         Ok(_) => Err("executor answered the wrong number of results".into()),
@@ -102,7 +106,7 @@ impl Processor {
             }
         }
 
-        let finished_ms = now_ms();
+        let finished_ms = self.clock.now_ms();
         batch
             .iter()
             .zip(results)
@@ -125,6 +129,7 @@ impl Processor {
         .map_err(|payload| format!("panic while planning: {}", panic_message(&*payload)))?;
         Ok(Planned {
             id: claimed.id,
+            claim: claimed.claim,
             notification,
             plan: planned,
         })
@@ -175,7 +180,8 @@ impl Processor {
                 Vec::new(),
             ),
         };
-        let age = Duration::from_millis((now - claimed.received_at_ms).max(0) as u64);
+        // Receipt times come from the system clock.
+        let age = Duration::from_millis((now_ms() - claimed.received_at_ms).max(0) as u64);
         match &outcome {
             Outcome::Done { .. } => self.metrics.processed(notification_type, "done", Some(age)),
             Outcome::Skipped { .. } => {

@@ -88,6 +88,7 @@ mod tests {
     fn claimed(attempts: u32, first_failed_at_ms: Option<i64>) -> Claimed {
         Claimed {
             id: 1,
+            claim: crate::journal::ClaimId(1),
             raw: String::new(),
             duns: "123456789".into(),
             notification_type: None,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use crate::fake_hubspot::{Endpoint, FakeConfig, Fault, ObjectType};
 use crate::helpers::*;
 
 fn free_port() -> u16 {
@@ -63,7 +64,7 @@ async fn notifications_answered_202_survive_kill_9_and_are_processed_after_resta
         &config,
         format!(
             "server:\n  bind: \"127.0.0.1:{port}\"\nwebhook:\n  secrets: [\"{SECRET}\"]\nstorage:\n  url: \"sqlite://{}\"\n\
-             workers:\n  count: 1\n  batch_size: 5\n  lease_secs: 5\nlog:\n  level: warn\n  format: json\n",
+             workers:\n  count: 1\n  batch_size: 5\nlog:\n  level: warn\n  format: json\n",
             journal.display()
         ),
     )
@@ -161,4 +162,131 @@ async fn notifications_answered_202_survive_kill_9_and_are_processed_after_resta
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Posts `body` signed with the test secret and returns the answer's status.
+async fn post_signed(client: &reqwest::Client, base: &str, body: Vec<u8>) -> u16 {
+    let id = new_webhook_id();
+    let timestamp = now_secs();
+    client
+        .post(format!("{base}/webhooks/dnb"))
+        .header("content-type", "application/json")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", sign(SECRET, &id, timestamp, &body))
+        .body(body)
+        .send()
+        .await
+        .expect("request sent")
+        .status()
+        .as_u16()
+}
+
+/// Waits until `sql` (a count over the journal at `path`) returns `expected`.
+async fn wait_for_journal(path: &Path, sql: &str, expected: i64, within: Duration, log: &Path) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got: i64 = open_read_only(path)
+            .query_row(sql, [], |row| row.get(0))
+            .unwrap();
+        if got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql} stayed at {got}, expected {expected}; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claimed_when_the_process_was_killed_is_settled_within_seconds_of_the_restart() {
+    // Arrange: a portal with 20 companies whose first company read hangs, and the
+    // default 5-minute lease.
+    let fake = crate::hubspot::portal(FakeConfig::default()).await;
+    let dunses: Vec<String> = (0..20).map(|n| format!("{:09}", 500_000_000 + n)).collect();
+    for duns in &dunses {
+        fake.add_company([
+            ("name", format!("Company {duns}")),
+            ("duns_number", duns.clone()),
+        ]);
+    }
+    fake.fail_next(
+        Endpoint::BatchRead(ObjectType::Companies),
+        1,
+        Fault::Delay(Duration::from_secs(60)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("config.yaml");
+    let journal = dir.path().join("journal.db");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  bind: \"127.0.0.1:{port}\"\nwebhook:\n  secrets: [\"{SECRET}\"]\n\
+             storage:\n  url: \"sqlite://{}\"\n\
+             workers:\n  count: 1\n  batch_max_wait_ms: 50\n\
+             hubspot:\n  enabled: true\n  base_url: \"{}\"\n  api_token: \"{}\"\n\
+             log:\n  level: info\n  format: json\n",
+            journal.display(),
+            fake.base_url(),
+            fake.token()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut child = start(&config, &log);
+    wait_healthy(&client, &base).await;
+
+    // Act: the batch is claimed and waits on HubSpot when the process is killed.
+    let items: Vec<Value> = dunses
+        .iter()
+        .map(|duns| notification("DELETE", duns, "2024-05-13T08:00:00.000Z"))
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "notifications": items })).unwrap();
+    assert_eq!(post_signed(&client, &base, body).await, 202);
+    wait_for_journal(
+        &journal,
+        "SELECT count(*) FROM notifications WHERE status = 'processing'",
+        20,
+        Duration::from_secs(20),
+        &log,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fake.calls(Endpoint::BatchRead(ObjectType::Companies)) == 0 {
+        assert!(Instant::now() < deadline, "the batch never reached HubSpot");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("SIGKILL delivered");
+    child.wait().unwrap();
+    let mut child = start(&config, &log);
+    wait_healthy(&client, &base).await;
+
+    // Assert: settled in seconds, not after the lease, and nothing was created twice.
+    wait_for_journal(
+        &journal,
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        20,
+        Duration::from_secs(20),
+        &log,
+    )
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.lines().any(|line| {
+            line.contains("took back the notifications a previous process had claimed")
+                && line.contains("\"notifications\":20")
+        }),
+        "one line gives the count; log:\n{logged}"
+    );
+    assert_eq!(fake.tasks().len(), 20);
+    assert_eq!(fake.notes().len(), 20);
+    fake.assert_no_violations();
 }

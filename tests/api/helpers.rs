@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dnb_hubspot_bridge::app::Application;
+use dnb_hubspot_bridge::app::{Application, Overrides};
 use dnb_hubspot_bridge::config::Settings;
 use dnb_hubspot_bridge::hubspot::{DryRunExecutor, Executor};
+use dnb_hubspot_bridge::journal::ManualClock;
 use dnb_hubspot_bridge::signature::SigningSecret;
 use dnb_hubspot_bridge::telemetry;
 use secrecy::SecretString;
@@ -91,18 +92,33 @@ pub async fn spawn_app_with(
     configure: impl FnOnce(&mut Settings),
     executor: Arc<dyn Executor>,
 ) -> TestApp {
-    spawn(configure, Some(executor)).await
+    let overrides = Overrides {
+        executor: Some(executor),
+        ..Overrides::default()
+    };
+    spawn(configure, overrides).await
 }
 
 /// Starts the app with the executor its settings select (the HubSpot one when enabled).
 pub async fn spawn_configured_app(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn(configure, None).await
+    spawn(configure, Overrides::default()).await
 }
 
-async fn spawn(
+/// Starts the app with `executor` (or the one its settings select) on a clock the test moves:
+/// leases run out and retries come due when the test says, not after a sleep.
+pub async fn spawn_app_on_clock(
     configure: impl FnOnce(&mut Settings),
     executor: Option<Arc<dyn Executor>>,
+    clock: Arc<ManualClock>,
 ) -> TestApp {
+    let overrides = Overrides {
+        executor,
+        clock: Some(clock),
+    };
+    spawn(configure, overrides).await
+}
+
+async fn spawn(configure: impl FnOnce(&mut Settings), overrides: Overrides) -> TestApp {
     telemetry::tracing::init_for_tests();
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("journal.db");
@@ -111,13 +127,9 @@ async fn spawn(
     let errors = dnb_hubspot_bridge::config::validate(&settings);
     assert!(errors.is_empty(), "test settings invalid: {errors:?}");
     let shutdown = CancellationToken::new();
-    let app = match executor {
-        Some(executor) => {
-            Application::build_with_executor(settings, shutdown.clone(), executor).await
-        }
-        None => Application::build(settings, shutdown.clone()).await,
-    }
-    .expect("app builds");
+    let app = Application::build_with(settings, shutdown.clone(), overrides)
+        .await
+        .expect("app builds");
     let address = app.address();
     let handle = tokio::spawn(app.run_until_stopped());
     TestApp {

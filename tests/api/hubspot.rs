@@ -1,8 +1,10 @@
 //! The HubSpot executor end to end: the bridge's workers against the fake
 //! HubSpot portal, whose every request is checked against HubSpot's OpenAPI specs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use dnb_hubspot_bridge::journal::ManualClock;
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -646,5 +648,115 @@ async fn with_several_companies_for_one_duns_the_oldest_is_acted_on_and_the_othe
         fake.notes()[0].properties["hs_note_body"].contains(&newer),
         "the note names the duplicate"
     );
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_batch_that_outlasts_the_lease_keeps_it_and_no_second_worker_makes_a_second_task() {
+    // Arrange: two workers, a 5 s lease, and a company read that answers after 7 s.
+    let fake = portal(FakeConfig::default()).await;
+    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    fake.fail_next(
+        Endpoint::BatchRead(ObjectType::Companies),
+        1,
+        Fault::Delay(Duration::from_secs(7)),
+    );
+    let (base_url, token) = (fake.base_url(), fake.token().to_string());
+    let app = spawn_configured_app(move |settings| {
+        point_at(settings, &base_url, &token);
+        settings.workers.count = 2;
+        settings.workers.lease_secs = 5;
+        settings.hubspot.reconcile_after_secs = 1;
+    })
+    .await;
+
+    // Act
+    app.accept(sample("exit.json"), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        1,
+    )
+    .await;
+    // Stopping waits for every batch in hand, the slow one included.
+    let stopped = app.stop().await;
+
+    // Assert
+    assert_eq!(
+        fake.tasks().len(),
+        1,
+        "one task, however long the batch ran"
+    );
+    assert_eq!(fake.notes().len(), 1);
+    assert_eq!(
+        stopped.count("SELECT count(*) FROM attempts"),
+        1,
+        "one worker processed the notification"
+    );
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_batch_whose_lease_was_lost_stops_before_its_next_hubspot_write() {
+    // Arrange: two workers on a clock the test moves, and a company read that answers
+    // after 3 s.
+    let fake = portal(FakeConfig::default()).await;
+    let company = fake.add_company([("name", "Acme Corp"), ("duns_number", "804735132")]);
+    fake.fail_next(
+        Endpoint::BatchRead(ObjectType::Companies),
+        1,
+        Fault::Delay(Duration::from_secs(3)),
+    );
+    let clock = Arc::new(ManualClock::new());
+    let (base_url, token) = (fake.base_url(), fake.token().to_string());
+    let app = spawn_app_on_clock(
+        move |settings| {
+            point_at(settings, &base_url, &token);
+            settings.workers.count = 2;
+            settings.workers.lease_secs = 5;
+        },
+        None,
+        clock.clone(),
+    )
+    .await;
+    app.accept(
+        body(vec![notification(
+            "DELETE",
+            "804735132",
+            "2024-05-13T08:24:28.972Z",
+        )]),
+        "application/json",
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while fake.calls(Endpoint::BatchRead(ObjectType::Companies)) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no company read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Act: while the first batch waits for its read, its lease runs out unrenewed and the
+    // other worker takes the notification over.
+    clock.advance(Duration::from_secs(5));
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        1,
+    )
+    .await;
+    // Stopping waits for the first batch, whose read answers meanwhile.
+    let stopped = app.stop().await;
+
+    // Assert: the first batch wrote nothing once its read came back.
+    assert_eq!(fake.calls(Endpoint::BatchRead(ObjectType::Companies)), 2);
+    assert_eq!(
+        fake.calls(Endpoint::BatchUpdate(ObjectType::Companies)),
+        1,
+        "only the new owner updated the company"
+    );
+    assert_eq!(
+        fake.company(&company).unwrap().properties["dnb_last_alert_type"],
+        "DELETE"
+    );
+    assert_eq!(fake.tasks().len(), 1);
+    assert_eq!(fake.notes().len(), 1);
+    assert_eq!(stopped.count("SELECT count(*) FROM attempts"), 1);
     fake.assert_no_violations();
 }

@@ -1,20 +1,42 @@
-//! The journal contract, against the SQLite backend directly: leases, recovery,
-//! per-DUNS exclusivity, retries holding back a DUNS and dead releasing it.
+//! The journal contract, against the SQLite backend directly: leases, their
+//! renewal and fencing, recovery, per-DUNS exclusivity, retries holding back a
+//! DUNS and dead releasing it. Time is a manual clock the tests move forward.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dnb_hubspot_bridge::config::StorageSettings;
 use dnb_hubspot_bridge::dnb::{BodyFormat, parse_body};
-use dnb_hubspot_bridge::journal::{self, Completion, Delivery, Journal, Outcome, now_ms};
+use dnb_hubspot_bridge::journal::{
+    self, ActionRecord, ActionState, Clock, Completion, Delivery, Journal, JournalError,
+    JournalOptions, ManualClock, Outcome, now_ms,
+};
 use serde_json::json;
 
 use crate::helpers::*;
 
 struct Fixture {
     journal: Arc<dyn Journal>,
+    clock: Arc<ManualClock>,
+    settings: StorageSettings,
     path: std::path::PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// Opens the journal again, as the next process that runs the workers would.
+    async fn reopen(&self) -> Arc<dyn Journal> {
+        owned(&self.settings, self.clock.clone()).await
+    }
+}
+
+/// Opens the journal as the process that runs the workers does, on `clock`.
+async fn owned(settings: &StorageSettings, clock: Arc<ManualClock>) -> Arc<dyn Journal> {
+    let options = JournalOptions {
+        clock,
+        take_back_claims: true,
+    };
+    journal::connect_with(settings, options).await.unwrap()
 }
 
 async fn open() -> Fixture {
@@ -29,8 +51,11 @@ async fn open_with(settings: StorageSettings) -> Fixture {
         url: format!("sqlite://{}", path.display()),
         ..settings
     };
+    let clock = Arc::new(ManualClock::new());
     Fixture {
-        journal: journal::connect(&settings).await.unwrap(),
+        journal: owned(&settings, clock.clone()).await,
+        clock,
+        settings,
         path,
         _dir: dir,
     }
@@ -55,7 +80,20 @@ fn done(id: i64) -> Completion {
     }
 }
 
+/// A task create journaled before it is sent.
+fn task_intent() -> ActionRecord {
+    ActionRecord {
+        key: "create_task".into(),
+        kind: "create_task".into(),
+        state: ActionState::Unknown,
+        object_type: Some("tasks".into()),
+        object_id: None,
+        detail: "{}".into(),
+    }
+}
+
 const LONG: Duration = Duration::from_secs(60);
+const SHORT: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn an_expired_lease_is_taken_back_by_another_worker() {
@@ -66,12 +104,9 @@ async fn an_expired_lease_is_taken_back_by_another_worker() {
     )
     .await;
 
-    let first = fixture
-        .journal
-        .claim("worker-a", 10, Duration::from_millis(100))
-        .await
-        .unwrap();
+    let first = fixture.journal.claim("worker-a", 10, SHORT).await.unwrap();
     assert_eq!(first.len(), 1);
+    fixture.clock.advance(SHORT - Duration::from_millis(1));
     assert!(
         fixture
             .journal
@@ -82,24 +117,28 @@ async fn an_expired_lease_is_taken_back_by_another_worker() {
         "a live lease holds the row"
     );
 
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    fixture.clock.advance(Duration::from_millis(1));
     let second = fixture.journal.claim("worker-b", 10, LONG).await.unwrap();
     assert_eq!(
         second.iter().map(|c| c.id).collect::<Vec<_>>(),
         [first[0].id]
     );
+    assert!(
+        second[0].claim > first[0].claim,
+        "a new claim, a greater id"
+    );
 
     // The first worker's late outcome does not overwrite the new owner's lease.
     fixture
         .journal
-        .complete("worker-a", vec![done(first[0].id)])
+        .complete("worker-a", first[0].claim, vec![done(first[0].id)])
         .await
         .unwrap();
     let stats = fixture.journal.stats().await.unwrap();
     assert_eq!(stats.counts[&journal::Status::Processing], 1);
     fixture
         .journal
-        .complete("worker-b", vec![done(first[0].id)])
+        .complete("worker-b", second[0].claim, vec![done(first[0].id)])
         .await
         .unwrap();
     assert_eq!(
@@ -144,7 +183,11 @@ async fn a_duns_is_claimed_whole_in_delivery_order_and_never_by_two_workers() {
 
     fixture
         .journal
-        .complete("worker-a", first.iter().map(|c| done(c.id)).collect())
+        .complete(
+            "worker-a",
+            first[0].claim,
+            first.iter().map(|c| done(c.id)).collect(),
+        )
         .await
         .unwrap();
     let third = fixture.journal.claim("worker-b", 10, LONG).await.unwrap();
@@ -183,9 +226,17 @@ async fn a_batch_larger_than_one_write_slice_is_claimed_and_completed_whole_in_o
             .is_empty()
     );
 
+    assert!(
+        claimed.iter().all(|c| c.claim == claimed[0].claim),
+        "every write slice joins the one claim"
+    );
     fixture
         .journal
-        .complete("worker-a", claimed.iter().map(|c| done(c.id)).collect())
+        .complete(
+            "worker-a",
+            claimed[0].claim,
+            claimed.iter().map(|c| done(c.id)).collect(),
+        )
         .await
         .unwrap();
     let stats = fixture.journal.stats().await.unwrap();
@@ -267,6 +318,7 @@ async fn dead_notifications_release_their_duns() {
         .journal
         .complete(
             "worker-a",
+            claimed[0].claim,
             vec![Completion {
                 id: claimed[0].id,
                 started_at_ms: now_ms(),
@@ -293,15 +345,17 @@ async fn a_due_retry_is_claimed_before_the_later_notifications_of_its_duns() {
     )
     .await;
     let claimed = fixture.journal.claim("worker-a", 1, LONG).await.unwrap();
+    let now = fixture.clock.now_ms();
     let retry = Outcome::Retry {
         error: "boom".into(),
-        next_attempt_at_ms: now_ms() + 100,
-        first_failed_at_ms: now_ms(),
+        next_attempt_at_ms: now + 100,
+        first_failed_at_ms: now,
     };
     fixture
         .journal
         .complete(
             "worker-a",
+            claimed[0].claim,
             vec![Completion {
                 id: claimed[0].id,
                 started_at_ms: now_ms(),
@@ -319,7 +373,7 @@ async fn a_due_retry_is_claimed_before_the_later_notifications_of_its_duns() {
             .unwrap()
             .is_empty()
     );
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    fixture.clock.advance(Duration::from_millis(100));
     let again = fixture.journal.claim("worker-b", 10, LONG).await.unwrap();
     let kinds: Vec<_> = again
         .iter()
@@ -358,18 +412,29 @@ async fn the_wal_is_restarted_and_trimmed_while_appends_keep_coming() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(grown > cap, "the stream outgrew the cap ({grown} bytes)");
-    // After a restart the next commit starts over at the WAL's beginning and trims the file.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    append(
-        journal,
-        json!([notification("EXIT", "987654321", "2024-05-13T09:00:00Z")]),
-    )
-    .await;
-    assert!(
-        wal_bytes() <= cap,
-        "the WAL was trimmed back to the cap: {} bytes",
-        wal_bytes()
-    );
+    // After a restart the next commit starts over at the WAL's beginning and trims the file:
+    // a commit after one of the checkpoint thread's next ticks finds it back under the cap.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for n in 0u32.. {
+        append(
+            journal,
+            json!([notification(
+                "EXIT",
+                &format!("{:09}", 987_000_000 + n),
+                "2024-05-13T09:00:00Z"
+            )]),
+        )
+        .await;
+        if wal_bytes() <= cap {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL was never trimmed back to the cap: {} bytes",
+            wal_bytes()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     journal.close().await;
 }
 
@@ -409,4 +474,143 @@ async fn a_long_read_does_not_hold_appends_back() {
         "an append waited {slowest:?}"
     );
     fixture.journal.close().await;
+}
+
+#[tokio::test]
+async fn claims_left_processing_by_a_dead_process_are_pending_again_at_open() {
+    let fixture = open().await;
+    append(
+        &fixture.journal,
+        json!([
+            notification("EXIT", "111111111", "2024-05-13T08:00:00Z"),
+            notification("EXIT", "222222222", "2024-05-13T08:00:00Z"),
+        ]),
+    )
+    .await;
+    let claimed = fixture.journal.claim("worker-a", 10, LONG).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    // The process ends without recording outcomes; its lease would run for a minute more.
+    fixture.journal.close().await;
+
+    let journal = fixture.reopen().await;
+    let stats = journal.stats().await.unwrap();
+    assert_eq!(stats.counts.get(&journal::Status::Processing), Some(&0));
+    assert_eq!(stats.counts.get(&journal::Status::Pending), Some(&2));
+    let again = journal.claim("worker-b", 10, LONG).await.unwrap();
+    assert_eq!(again.len(), 2, "taken back at open, not after the lease");
+    assert!(
+        again[0].claim > claimed[0].claim,
+        "claim ids outlive the process"
+    );
+    // The dead process's claim holds nothing any more.
+    assert!(!journal.renew(claimed[0].claim, LONG).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_journal_opened_beside_a_serving_process_leaves_its_claims_alone() {
+    let fixture = open().await;
+    append(
+        &fixture.journal,
+        json!([notification("EXIT", "111111111", "2024-05-13T08:00:00Z")]),
+    )
+    .await;
+    let claimed = fixture.journal.claim("worker-a", 10, LONG).await.unwrap();
+
+    // As the `replay` command opens it.
+    let visitor = journal::connect(&fixture.settings).await.unwrap();
+    visitor.close().await;
+
+    let stats = fixture.journal.stats().await.unwrap();
+    assert_eq!(stats.counts.get(&journal::Status::Processing), Some(&1));
+    assert!(fixture.journal.renew(claimed[0].claim, LONG).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_claim_taken_over_can_no_longer_record_outcomes_or_actions() {
+    // Arrange: worker-a's lease runs out and the same worker claims the notification anew,
+    // as a worker does after its batch outlived its lease.
+    let fixture = open().await;
+    append(
+        &fixture.journal,
+        json!([notification("EXIT", "123456789", "2024-05-13T08:00:00Z")]),
+    )
+    .await;
+    let first = fixture.journal.claim("worker-a", 10, SHORT).await.unwrap();
+    fixture.clock.advance(SHORT);
+    let second = fixture.journal.claim("worker-a", 10, LONG).await.unwrap();
+    assert_eq!(second.len(), 1);
+    let id = first[0].id;
+
+    // Act: the first claim's late writes.
+    let intent = fixture
+        .journal
+        .record_actions(first[0].claim, vec![(id, task_intent())])
+        .await;
+    fixture
+        .journal
+        .complete("worker-a", first[0].claim, vec![done(id)])
+        .await
+        .unwrap();
+
+    // Assert: refused, and the notification is still the second claim's.
+    assert!(matches!(intent, Err(JournalError::LeaseLost)), "{intent:?}");
+    let detail = fixture.journal.detail(id).await.unwrap().unwrap();
+    assert_eq!(detail.summary.status, journal::Status::Processing);
+    assert!(detail.actions.is_empty(), "no action of the stale claim");
+    assert!(detail.attempts.is_empty(), "no attempt of the stale claim");
+    assert!(!fixture.journal.renew(first[0].claim, LONG).await.unwrap());
+
+    // The second claim's writes go through.
+    fixture
+        .journal
+        .record_actions(second[0].claim, vec![(id, task_intent())])
+        .await
+        .unwrap();
+    fixture
+        .journal
+        .complete("worker-a", second[0].claim, vec![done(id)])
+        .await
+        .unwrap();
+    let detail = fixture.journal.detail(id).await.unwrap().unwrap();
+    assert_eq!(detail.summary.status, journal::Status::Done);
+    assert_eq!(detail.attempts.len(), 1);
+    assert_eq!(detail.actions.len(), 1);
+}
+
+#[tokio::test]
+async fn a_renewal_extends_a_held_lease_and_reports_a_lost_one() {
+    let fixture = open().await;
+    append(
+        &fixture.journal,
+        json!([
+            notification("EXIT", "111111111", "2024-05-13T08:00:00Z"),
+            notification("EXIT", "222222222", "2024-05-13T08:00:00Z"),
+        ]),
+    )
+    .await;
+    let held = fixture.journal.claim("worker-a", 10, SHORT).await.unwrap();
+    assert_eq!(held.len(), 2);
+    let claim = held[0].claim;
+
+    // Renewed just before it runs out, the lease holds another SHORT from then.
+    fixture.clock.advance(SHORT - Duration::from_millis(1));
+    assert!(fixture.journal.renew(claim, SHORT).await.unwrap());
+    fixture.clock.advance(SHORT - Duration::from_millis(1));
+    assert!(
+        fixture
+            .journal
+            .claim("worker-b", 10, LONG)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the renewed lease still holds both notifications"
+    );
+
+    // Not renewed in time, it is lost, even before another claim takes the notifications.
+    fixture.clock.advance(Duration::from_millis(1));
+    assert!(!fixture.journal.renew(claim, SHORT).await.unwrap());
+    let taken = fixture.journal.claim("worker-b", 10, LONG).await.unwrap();
+    assert_eq!(taken.len(), 2, "an expired lease is taken back whole");
+    assert!(!fixture.journal.renew(claim, SHORT).await.unwrap());
+    assert!(fixture.journal.renew(taken[0].claim, LONG).await.unwrap());
 }

@@ -1,4 +1,5 @@
-//! The worker pool: dry-run processing, per-DUNS order and exclusivity, panics, shutdown.
+//! The worker pool: dry-run processing, per-DUNS order and exclusivity, panics, leases
+//! that run out mid-batch, shutdown.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -6,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::executors::{PanicsOn, Slow};
+use dnb_hubspot_bridge::journal::ManualClock;
+
+use crate::executors::{OutlivesItsLease, PanicsOn, Slow};
 use crate::helpers::*;
 
 #[tokio::test]
@@ -198,11 +201,68 @@ async fn a_later_notification_waits_while_an_earlier_one_of_its_duns_awaits_a_re
     )
     .await;
 
+    // The later notification arrives in one commit with one of another DUNS: once a worker
+    // has processed that one, a claim has looked at both and left the later one.
     let later = notification("UNDELETE", "666666666", "2024-05-13T09:00:00.000Z");
-    app.accept(serde_json::to_vec(&later).unwrap(), "application/json")
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other = notification("EXIT", "111111111", "2024-05-13T09:00:00.000Z");
+    app.accept(
+        serde_json::to_vec(&json!([later, other])).unwrap(),
+        "application/json",
+    )
+    .await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE duns = '111111111' AND status = 'done'",
+        1,
+    )
+    .await;
     assert_eq!(app.count("SELECT count(*) FROM notifications WHERE type = 'UNDELETE' AND status = 'pending' AND attempts = 0"), 1);
+}
+
+#[tokio::test]
+async fn a_batch_that_outlives_its_lease_is_told_and_only_the_new_owners_outcome_counts() {
+    // Arrange: two workers on a clock that stands still; the first batch works on until its
+    // lease is lost and another worker has taken the notification over.
+    let clock = Arc::new(ManualClock::new());
+    let executor = Arc::new(OutlivesItsLease::new());
+    let app = spawn_app_on_clock(
+        |settings| {
+            settings.workers.count = 2;
+            settings.workers.lease_secs = 5;
+        },
+        Some(executor.clone()),
+        clock.clone(),
+    )
+    .await;
+    app.accept(
+        serde_json::to_vec(&notification(
+            "EXIT",
+            "111111111",
+            "2024-05-13T08:00:00.000Z",
+        ))
+        .unwrap(),
+        "application/json",
+    )
+    .await;
+    executor.wait_for_batches(1).await;
+
+    // Act: the lease runs out unrenewed.
+    clock.advance(Duration::from_secs(5));
+
+    // Assert: the first batch was told (it waits for that), a second worker took the
+    // notification over, and only that worker's attempt is recorded.
+    executor.wait_for_batches(2).await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done'",
+        1,
+    )
+    .await;
+    // Stopping waits for the first batch's late outcome, which the journal refuses.
+    let stopped = app.stop().await;
+    assert_eq!(stopped.count("SELECT count(*) FROM attempts"), 1);
+    assert_eq!(
+        stopped.count("SELECT count(*) FROM notifications WHERE status = 'done' AND attempts = 1"),
+        1
+    );
 }
 
 #[tokio::test]

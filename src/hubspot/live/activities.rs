@@ -186,7 +186,9 @@ async fn create(
             })
         })
         .collect();
-    if let Err(error) = executor.journal.record_actions(intents).await {
+    // One batch is one claim; a refused record (the lease was lost) sends nothing.
+    let claim = work[0].planned.claim;
+    if let Err(error) = executor.journal.record_actions(claim, intents).await {
         for (positions, _) in &groups {
             for position in positions {
                 work[*position].fail(

@@ -368,7 +368,10 @@ async fn create_companies(
         })
     });
     if !intents.is_empty()
-        && let Err(error) = executor.journal.record_actions(intents).await
+        && let Err(error) = executor
+            .journal
+            .record_actions(work[0].planned.claim, intents)
+            .await
     {
         for &position in creators {
             work[position].fail(
@@ -566,7 +569,7 @@ pub(super) async fn update(
         }
     }
     if !moves.is_empty() {
-        let intents = moves
+        let intents: Vec<_> = moves
             .iter()
             .map(|(position, old, new)| {
                 let company = &work[*position].company.as_ref().expect("active").id;
@@ -579,7 +582,8 @@ pub(super) async fn update(
                 (work[*position].planned.id, record)
             })
             .collect();
-        if let Err(error) = executor.journal.record_actions(intents).await {
+        let claim = work[0].planned.claim;
+        if let Err(error) = executor.journal.record_actions(claim, intents).await {
             for (position, _, _) in &moves {
                 work[*position].fail(
                     format!("could not journal the D-U-N-S move before sending it: {error}"),

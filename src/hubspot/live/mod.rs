@@ -38,7 +38,9 @@ use super::error::HubSpotError;
 use super::executor::{Execution, Executor, Planned};
 use super::status::HubSpotStatus;
 use crate::config::HubSpotSettings;
-use crate::journal::{ActionRecord, ActionState, Journal, StoredAction, now_ms};
+use crate::journal::{
+    ActionRecord, ActionState, Journal, LeaseLost, LeaseWatch, StoredAction, now_ms,
+};
 use crate::mapping::lifecycle::Decision;
 use crate::mapping::render::{CompanyView, SuccessorView};
 use crate::telemetry::Metrics;
@@ -233,11 +235,19 @@ enum Halt {
     HubSpot(HubSpotError),
     /// The portal lacks properties the bridge writes.
     Setup,
+    /// The batch's lease was lost: another worker may own its notifications now.
+    LeaseLost,
 }
 
 impl From<HubSpotError> for Halt {
     fn from(error: HubSpotError) -> Self {
         Self::HubSpot(error)
+    }
+}
+
+impl From<LeaseLost> for Halt {
+    fn from(_: LeaseLost) -> Self {
+        Self::LeaseLost
     }
 }
 
@@ -378,7 +388,7 @@ impl Work<'_> {
 
 #[async_trait]
 impl Executor for HubSpotExecutor {
-    async fn execute(&self, batch: &[Planned]) -> Vec<Execution> {
+    async fn execute(&self, batch: &[Planned], lease: &LeaseWatch) -> Vec<Execution> {
         let ids: Vec<i64> = batch.iter().map(|planned| planned.id).collect();
         let earlier = match self.journal.checkpoints(&ids).await {
             Ok(earlier) => earlier,
@@ -418,22 +428,34 @@ impl Executor for HubSpotExecutor {
             })
             .collect();
 
+        // Before each step: a batch whose lease was lost stops before its next HubSpot call.
         let result: Result<(), Halt> = async {
+            lease.check()?;
             if !self.check_pause().await? {
                 return Err(Halt::Setup);
             }
+            lease.check()?;
             let resolved = companies::resolve(self, &mut work).await?;
+            lease.check()?;
             companies::create_missing(self, &mut work, &resolved).await?;
+            lease.check()?;
             decide::decide(self, &mut work, &resolved.facts).await?;
+            lease.check()?;
             companies::update(self, &mut work).await?;
+            lease.check()?;
             activities::create_tasks(self, &mut work).await?;
+            lease.check()?;
             tasks::complete(self, &mut work).await?;
+            lease.check()?;
             activities::create_notes(self, &mut work).await?;
             Ok(())
         }
         .await;
         let deferred = match result {
             Ok(()) => None,
+            // Its outcome is refused if another claim took the notifications; if none did,
+            // they are due again at once, without spending an attempt.
+            Err(Halt::LeaseLost) => Some(("lease_lost", Duration::ZERO)),
             // The setup check has already paused the workers with its own message.
             Err(Halt::Setup) => Some(("setup", self.auth_probe)),
             // An answer that does not parse, or a read HubSpot refused (400, 404): the batch's own

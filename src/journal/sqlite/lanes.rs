@@ -6,7 +6,8 @@
 //! largest single cost of ingest under a backlog). The writer is the journal's only
 //! writer, so it keeps this set beside the rows instead: it adds every row it makes
 //! pending, removes every row it claims, and reloads the set from the rows when it opens
-//! the journal and after any rolled-back transaction.
+//! the journal (after taking back the claims a previous process left, which so join their
+//! lanes) and after any rolled-back transaction.
 //!
 //! Receipt order here is the order the journal appended the rows in, which their ids
 //! follow. Each entry is one 128-bit number, so the set costs about 32 bytes per pending

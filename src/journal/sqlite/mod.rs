@@ -25,9 +25,9 @@ use rusqlite_migration::{M, Migrations};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    ActionRecord, ActionState, AppendOutcome, AttemptRecord, Claimed, CompanyEvent, Completion,
-    Delivery, Detail, Filter, Journal, JournalError, JournalStats, NotificationId, ReplayOutcome,
-    Status, StoredAction, Summary,
+    ActionRecord, ActionState, AppendOutcome, AttemptRecord, ClaimId, Claimed, CompanyEvent,
+    Completion, Delivery, Detail, Filter, Journal, JournalError, JournalOptions, JournalStats,
+    NotificationId, ReplayOutcome, Status, StoredAction, Summary,
 };
 use crate::config::{SqliteSynchronous, StorageSettings};
 use writer::Command;
@@ -64,6 +64,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../../migrations/sqlite/0005_deliveries_by_arrival.sql"
         )),
+        M::up(include_str!("../../../migrations/sqlite/0006_claims.sql")),
         M::up(include_str!(
             "../../../migrations/sqlite/0007_company_history.sql"
         )),
@@ -79,15 +80,21 @@ pub struct SqliteJournal {
 }
 
 impl SqliteJournal {
-    /// Opens (creating if needed) and migrates the journal at `path`, then starts its threads.
-    pub async fn open(path: &Path, settings: &StorageSettings) -> Result<Self, JournalError> {
+    /// Opens (creating if needed) and migrates the journal at `path`, takes back the claims
+    /// a previous process left when `options` say so, then starts its threads.
+    pub async fn open(
+        path: &Path,
+        settings: &StorageSettings,
+        options: JournalOptions,
+    ) -> Result<Self, JournalError> {
         let path = path.to_path_buf();
         let settings = settings.clone();
         let (answers, groups) = mpsc::unbounded_channel();
-        let journal =
-            tokio::task::spawn_blocking(move || Self::open_blocking(path, &settings, answers))
-                .await
-                .map_err(|_| JournalError::Closed)??;
+        let journal = tokio::task::spawn_blocking(move || {
+            Self::open_blocking(path, &settings, options, answers)
+        })
+        .await
+        .map_err(|_| JournalError::Closed)??;
         tokio::spawn(writer::deliver(groups));
         Ok(journal)
     }
@@ -95,6 +102,7 @@ impl SqliteJournal {
     fn open_blocking(
         path: PathBuf,
         settings: &StorageSettings,
+        options: JournalOptions,
         answers: mpsc::UnboundedSender<writer::Answers>,
     ) -> Result<Self, JournalError> {
         if let Some(parent) = path
@@ -120,6 +128,17 @@ impl SqliteJournal {
         connection.pragma_update(None, "cache_size", -16_000)?;
         connection.set_prepared_statement_cache_capacity(64);
         migrations().to_latest(&mut connection)?;
+        if options.take_back_claims {
+            // One process owns the journal: every claim left is a dead process's, and its
+            // notifications are pending again now rather than when their leases run out.
+            let taken = writer::take_back_all(&connection, options.clock.now_ms())?;
+            if taken > 0 {
+                tracing::warn!(
+                    notifications = taken,
+                    "took back the notifications a previous process had claimed"
+                );
+            }
+        }
 
         let pending = Arc::new(AtomicU64::new(writer::pending_count(&connection)?));
         let (sender, receiver) = mpsc::channel(WRITER_QUEUE);
@@ -133,6 +152,7 @@ impl SqliteJournal {
                 writer::Writer::new(
                     connection,
                     memory,
+                    options.clock,
                     receiver,
                     writer_pending,
                     writer_turn,
@@ -184,8 +204,10 @@ impl Journal for SqliteJournal {
     ) -> Result<Vec<Claimed>, JournalError> {
         let lease_ms = lease.as_millis() as i64;
         let mut claimed: Vec<Claimed> = Vec::with_capacity(limit);
+        let mut held = None;
         // In slices of about WORKER_WRITE_SLICE, each its own transaction: a DUNS is claimed
         // by one slice and held from then on, so the concatenation keeps every DUNS's order.
+        // Every slice after the first joins the first one's claim and lease.
         while claimed.len() < limit {
             let worker = worker.to_string();
             let taken = match self
@@ -194,11 +216,15 @@ impl Journal for SqliteJournal {
                     limit: limit - claimed.len(),
                     slice: WORKER_WRITE_SLICE,
                     lease_ms,
+                    held,
                     reply,
                 })
                 .await
             {
-                Ok(taken) => taken,
+                Ok(slice) => {
+                    held = slice.held;
+                    slice.claimed
+                }
                 // What earlier slices leased is the caller's to process, not to wait out.
                 Err(error) if !claimed.is_empty() => {
                     tracing::warn!(error = %error, claimed = claimed.len(), "claim cut short");
@@ -214,9 +240,20 @@ impl Journal for SqliteJournal {
         Ok(claimed)
     }
 
+    async fn renew(&self, claim: ClaimId, lease: Duration) -> Result<bool, JournalError> {
+        let lease_ms = lease.as_millis() as i64;
+        self.send(|reply| Command::Renew {
+            claim,
+            lease_ms,
+            reply,
+        })
+        .await
+    }
+
     async fn complete(
         &self,
         worker: &str,
+        claim: ClaimId,
         mut completions: Vec<Completion>,
     ) -> Result<(), JournalError> {
         // In slices, each its own transaction; each notification's outcome is atomic.
@@ -225,6 +262,7 @@ impl Journal for SqliteJournal {
             let worker = worker.to_string();
             self.send(|reply| Command::Complete {
                 worker,
+                claim,
                 completions,
                 reply,
             })
@@ -236,10 +274,15 @@ impl Journal for SqliteJournal {
 
     async fn record_actions(
         &self,
+        claim: ClaimId,
         actions: Vec<(NotificationId, ActionRecord)>,
     ) -> Result<(), JournalError> {
-        self.send(|reply| Command::RecordActions { actions, reply })
-            .await
+        self.send(|reply| Command::RecordActions {
+            claim,
+            actions,
+            reply,
+        })
+        .await
     }
 
     async fn checkpoints(&self, ids: &[NotificationId]) -> Result<Vec<StoredAction>, JournalError> {

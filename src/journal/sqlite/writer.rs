@@ -27,8 +27,8 @@ use super::deliveries::Deliveries;
 use super::lanes::Lanes;
 use crate::dnb::{IncomingItem, RejectedItem, ValidItem};
 use crate::journal::{
-    ActionRecord, AppendOutcome, Claimed, Completion, Delivery, ItemFate, JournalError,
-    NotificationId, Outcome, RejectedIndex, ReplayOutcome, now_ms,
+    ActionRecord, AppendOutcome, ClaimId, Claimed, Clock, Completion, Delivery, ItemFate,
+    JournalError, NotificationId, Outcome, RejectedIndex, ReplayOutcome,
 };
 
 /// Most commands committed in one transaction.
@@ -49,14 +49,23 @@ pub(super) enum Command {
         limit: usize,
         slice: usize,
         lease_ms: i64,
-        reply: Reply<Vec<Claimed>>,
+        /// The claim and lease an earlier slice of the same claim made; a new claim when None.
+        held: Option<Held>,
+        reply: Reply<ClaimSlice>,
+    },
+    Renew {
+        claim: ClaimId,
+        lease_ms: i64,
+        reply: Reply<bool>,
     },
     Complete {
         worker: String,
+        claim: ClaimId,
         completions: Vec<Completion>,
         reply: Reply<()>,
     },
     RecordActions {
+        claim: ClaimId,
         actions: Vec<(NotificationId, ActionRecord)>,
         reply: Reply<()>,
     },
@@ -76,6 +85,20 @@ pub(super) enum Command {
     Close {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// A claim and the end of its lease, which every slice of the claim shares.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Held {
+    pub claim: ClaimId,
+    pub lease_until: i64,
+}
+
+/// What one slice of a claim took.
+pub(super) struct ClaimSlice {
+    pub claimed: Vec<Claimed>,
+    /// The claim, once anything was taken under it.
+    pub held: Option<Held>,
 }
 
 /// What `deliveries.result` holds, so a redelivery is answered as the first delivery was.
@@ -112,6 +135,7 @@ impl Memory {
 pub(super) struct Writer {
     connection: Connection,
     memory: Memory,
+    clock: Arc<dyn Clock>,
     receiver: mpsc::Receiver<Command>,
     pending: Arc<AtomicU64>,
     /// Held for each transaction; handed to the checkpoint thread when it waits for a restart.
@@ -124,6 +148,7 @@ impl Writer {
     pub(super) fn new(
         connection: Connection,
         memory: Memory,
+        clock: Arc<dyn Clock>,
         receiver: mpsc::Receiver<Command>,
         pending: Arc<AtomicU64>,
         turn: Turn,
@@ -132,6 +157,7 @@ impl Writer {
         Self {
             connection,
             memory,
+            clock,
             receiver,
             pending,
             turn,
@@ -188,7 +214,9 @@ impl Writer {
     /// Commits the whole group in one transaction. If it fails, each command
     /// is committed on its own so one bad command cannot fail the others.
     fn execute(&mut self, group: Vec<Command>) {
-        let result = self.transact(|connection, memory| run_commands(connection, memory, &group));
+        let now = self.clock.now_ms();
+        let result =
+            self.transact(|connection, memory| run_commands(connection, memory, &group, now));
         match result {
             Ok(outputs) => {
                 self.refresh_pending();
@@ -204,7 +232,7 @@ impl Writer {
                 for command in group {
                     let result = self
                         .transact(|connection, memory| {
-                            run_commands(connection, memory, std::slice::from_ref(&command))
+                            run_commands(connection, memory, std::slice::from_ref(&command), now)
                         })
                         .map(|mut outputs| outputs.remove(0));
                     if let Err(error) = &result {
@@ -284,10 +312,13 @@ pub(super) async fn deliver(mut groups: mpsc::UnboundedReceiver<Answers>) {
 /// What a command produced, before the commit is known.
 pub(super) enum Output {
     Appended(AppendOutcome),
-    Claimed(Vec<Claimed>),
+    Claimed(ClaimSlice),
+    Renewed(bool),
     Replayed(ReplayOutcome),
     Purged(usize),
     Written,
+    /// Nothing written: the claim no longer holds the notifications.
+    Refused,
 }
 
 impl Command {
@@ -302,8 +333,20 @@ impl Command {
             }
             Command::Claim { reply, .. } => {
                 let _ = reply.send(result.map(|output| match output {
-                    Output::Claimed(claimed) => claimed,
+                    Output::Claimed(slice) => slice,
                     _ => unreachable!("a claim produces claims"),
+                }));
+            }
+            Command::Renew { reply, .. } => {
+                let _ = reply.send(result.map(|output| match output {
+                    Output::Renewed(held) => held,
+                    _ => unreachable!("a renewal says whether the lease held"),
+                }));
+            }
+            Command::RecordActions { reply, .. } => {
+                let _ = reply.send(result.and_then(|output| match output {
+                    Output::Refused => Err(JournalError::LeaseLost),
+                    _ => Ok(()),
                 }));
             }
             Command::Purge { reply, .. } => {
@@ -318,9 +361,7 @@ impl Command {
                     _ => unreachable!("a replay produces a replay outcome"),
                 }));
             }
-            Command::Complete { reply, .. }
-            | Command::RecordActions { reply, .. }
-            | Command::Probe { reply } => {
+            Command::Complete { reply, .. } | Command::Probe { reply } => {
                 let _ = reply.send(result.map(|_| ()));
             }
             Command::Close { reply } => drop(reply.send(())),
@@ -334,6 +375,7 @@ fn run_commands(
     connection: &Connection,
     memory: &mut Memory,
     commands: &[Command],
+    now: i64,
 ) -> Result<Vec<Output>, JournalError> {
     let deliveries: Vec<&Delivery> = commands
         .iter()
@@ -354,28 +396,41 @@ fn run_commands(
                 limit,
                 slice,
                 lease_ms,
+                held,
                 ..
             } => Output::Claimed(claim(
                 connection,
                 &mut memory.lanes,
-                worker,
+                Lease {
+                    worker,
+                    now,
+                    lease_ms: *lease_ms,
+                    held: *held,
+                },
                 *limit,
                 *slice,
-                *lease_ms,
             )?),
+            Command::Renew {
+                claim, lease_ms, ..
+            } => Output::Renewed(renew(connection, *claim, now, *lease_ms)?),
             Command::Complete {
                 worker,
+                claim,
                 completions,
                 ..
             } => {
-                complete(connection, &mut memory.lanes, worker, completions)?;
+                complete(
+                    connection,
+                    &mut memory.lanes,
+                    worker,
+                    *claim,
+                    completions,
+                    now,
+                )?;
                 Output::Written
             }
-            Command::RecordActions { actions, .. } => {
-                let actions: Vec<(NotificationId, &ActionRecord)> =
-                    actions.iter().map(|(id, record)| (*id, record)).collect();
-                upsert_actions(connection, &actions, now_ms())?;
-                Output::Written
+            Command::RecordActions { claim, actions, .. } => {
+                record_actions(connection, *claim, actions, now)?
             }
             Command::Purge {
                 before_ms, limit, ..
@@ -386,7 +441,7 @@ fn run_commands(
                 *limit,
             )?),
             Command::Replay { ids, dry_run, .. } => {
-                Output::Replayed(replay(connection, &mut memory.lanes, ids, *dry_run)?)
+                Output::Replayed(replay(connection, &mut memory.lanes, ids, *dry_run, now)?)
             }
             Command::Probe { .. } => {
                 connection
@@ -394,7 +449,7 @@ fn run_commands(
                         "INSERT INTO meta (key, value) VALUES ('last_write_probe', ?1)
                          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     )?
-                    .execute([now_ms().to_string()])?;
+                    .execute([now.to_string()])?;
                 Output::Written
             }
             Command::Close { .. } => unreachable!("Close is split off before execution"),
@@ -672,21 +727,25 @@ pub(super) const CLAIMABLE: &str =
     AND duns NOT IN (SELECT duns FROM notifications INDEXED BY notifications_waiting
                      WHERE status = 'pending' AND next_attempt_at > ?1)";
 
-/// Leases up to `limit` due notifications, a DUNS at a time in delivery order. It stops taking further DUNS once `slice` are taken,
-/// but takes a DUNS's lane whole unless `limit` cuts it, so slices of one batch do not
-/// leave a DUNS's later notifications behind.
-fn claim(
+/// Who claims, when, and for how long.
+struct Lease<'a> {
+    worker: &'a str,
+    now: i64,
+    lease_ms: i64,
+    /// The claim an earlier slice made, whose lease this slice shares.
+    held: Option<Held>,
+}
+
+/// Makes the notifications whose lease ran out by `now` pending again.
+fn take_back_expired(
     connection: &Connection,
     lanes: &mut Lanes,
-    worker: &str,
-    limit: usize,
-    slice: usize,
-    lease_ms: i64,
-) -> Result<Vec<Claimed>, JournalError> {
-    let now = now_ms();
+    now: i64,
+) -> Result<usize, JournalError> {
     let mut recovered = 0;
     let mut recover = connection.prepare_cached(
-        "UPDATE notifications SET status = 'pending', claimed_by = NULL, lease_until = NULL, updated_at = ?1
+        "UPDATE notifications
+         SET status = 'pending', claimed_by = NULL, lease_until = NULL, claim_id = NULL, updated_at = ?1
          WHERE status = 'processing' AND lease_until <= ?1
          RETURNING id, duns, delivered_at",
     )?;
@@ -695,6 +754,34 @@ fn claim(
         lanes.add_row(row)?;
         recovered += 1;
     }
+    Ok(recovered)
+}
+
+/// Makes every `processing` notification pending again, whatever its lease: at open, by
+/// the process that runs the workers, no claim of an earlier process can still be at work.
+/// The writer's lanes are read from the rows afterwards. Returns how many were taken back.
+pub(super) fn take_back_all(connection: &Connection, now: i64) -> rusqlite::Result<usize> {
+    connection.execute(
+        "UPDATE notifications INDEXED BY notifications_processing
+         SET status = 'pending', claimed_by = NULL, lease_until = NULL, claim_id = NULL, updated_at = ?1
+         WHERE status = 'processing'",
+        [now],
+    )
+}
+
+/// Leases up to `limit` due notifications, a DUNS at a time in delivery order. It stops taking further DUNS once `slice` are taken,
+/// but takes a DUNS's lane whole unless `limit` cuts it, so slices of one batch do not
+/// leave a DUNS's later notifications behind. The first slice that takes anything draws a
+/// new claim id; later slices of the same claim reuse it and its lease.
+fn claim(
+    connection: &Connection,
+    lanes: &mut Lanes,
+    lease: Lease<'_>,
+    limit: usize,
+    slice: usize,
+) -> Result<ClaimSlice, JournalError> {
+    let now = lease.now;
+    let recovered = take_back_expired(connection, lanes, now)?;
     if recovered > 0 {
         tracing::warn!(recovered, "took back notifications whose lease expired");
     }
@@ -725,8 +812,22 @@ fn claim(
         ids.extend(lanes.take(&duns, limit - ids.len()));
     }
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(ClaimSlice {
+            claimed: Vec::new(),
+            held: lease.held,
+        });
     }
+    let held = match lease.held {
+        Some(held) => held,
+        None => Held {
+            claim: ClaimId(
+                connection
+                    .prepare_cached("UPDATE claim_counter SET last = last + 1 RETURNING last")?
+                    .query_row([], |row| row.get(0))?,
+            ),
+            lease_until: now + lease.lease_ms,
+        },
+    };
 
     // One statement leases the whole batch; RETURNING order is unspecified, so restore lane order.
     let position: HashMap<NotificationId, usize> = ids
@@ -735,17 +836,19 @@ fn claim(
         .map(|(index, id)| (*id, index))
         .collect();
     let mut take = connection.prepare_cached(
-        "UPDATE notifications SET status = 'processing', claimed_by = ?2, lease_until = ?3, updated_at = ?4
+        "UPDATE notifications SET status = 'processing', claimed_by = ?2, lease_until = ?3, updated_at = ?4,
+             claim_id = ?5
          WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'pending'
          RETURNING id, raw, duns, type, received_at, attempts, first_failed_at",
     )?;
     let id_list = serde_json::to_string(&ids).expect("ids serialise");
     let mut claimed = take
         .query_map(
-            rusqlite::params![id_list, worker, now + lease_ms, now],
+            rusqlite::params![id_list, lease.worker, held.lease_until, now, held.claim.0],
             |row| {
                 Ok(Claimed {
                     id: row.get(0)?,
+                    claim: held.claim,
                     raw: row.get(1)?,
                     duns: row.get(2)?,
                     notification_type: row
@@ -760,7 +863,54 @@ fn claim(
         )?
         .collect::<Result<Vec<_>, _>>()?;
     claimed.sort_by_key(|claimed| position[&claimed.id]);
-    Ok(claimed)
+    Ok(ClaimSlice {
+        claimed,
+        held: Some(held),
+    })
+}
+
+/// Extends the lease of `claim`'s notifications to `now + lease_ms` if it has not run out;
+/// returns whether it held. The processing rows are few (the workers' batches in hand), so
+/// scanning their partial index beats keeping an index of claim ids on the hot path.
+fn renew(
+    connection: &Connection,
+    claim: ClaimId,
+    now: i64,
+    lease_ms: i64,
+) -> Result<bool, JournalError> {
+    let renewed = connection
+        .prepare_cached(
+            "UPDATE notifications INDEXED BY notifications_processing SET lease_until = ?2 + ?3
+             WHERE status = 'processing' AND claim_id = ?1 AND lease_until > ?2",
+        )?
+        .execute(rusqlite::params![claim.0, now, lease_ms])?;
+    Ok(renewed > 0)
+}
+
+/// Records actions ahead of the outcome, only if `claim` still holds every notification
+/// they belong to; otherwise writes nothing.
+fn record_actions(
+    connection: &Connection,
+    claim: ClaimId,
+    actions: &[(NotificationId, ActionRecord)],
+    now: i64,
+) -> Result<Output, JournalError> {
+    let ids: HashSet<NotificationId> = actions.iter().map(|(id, _)| *id).collect();
+    let id_list = serde_json::to_string(&ids).expect("ids serialise");
+    let held: i64 = connection
+        .prepare_cached(
+            "SELECT count(*) FROM notifications
+             WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'processing' AND claim_id = ?2",
+        )?
+        .query_row(rusqlite::params![id_list, claim.0], |row| row.get(0))?;
+    if (held as usize) < ids.len() {
+        tracing::warn!(claim = %claim, notifications = ids.len(), held, "actions refused: the claim lost its lease");
+        return Ok(Output::Refused);
+    }
+    let actions: Vec<(NotificationId, &ActionRecord)> =
+        actions.iter().map(|(id, record)| (*id, record)).collect();
+    upsert_actions(connection, &actions, now)?;
+    Ok(Output::Written)
 }
 
 /// Deletes finished notifications older than the retention, oldest first, and old delivery records.
@@ -807,6 +957,7 @@ fn replay(
     lanes: &mut Lanes,
     ids: &[NotificationId],
     dry_run: bool,
+    now: i64,
 ) -> Result<ReplayOutcome, JournalError> {
     let id_list = serde_json::to_string(ids).expect("ids serialise");
     let matched: i64 = connection
@@ -822,7 +973,6 @@ fn replay(
             enqueued: 0,
         });
     }
-    let now = now_ms();
     connection
         .prepare_cached(&format!(
             "INSERT INTO replays (notification_id, replayed_at, previous_status)
@@ -832,7 +982,8 @@ fn replay(
     let mut enqueued = 0;
     let mut enqueue = connection.prepare_cached(&format!(
         "UPDATE notifications SET status = 'pending', reason = NULL, next_attempt_at = NULL,
-             first_failed_at = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ?2
+             first_failed_at = NULL, claimed_by = NULL, lease_until = NULL, claim_id = NULL,
+             updated_at = ?2
          WHERE {replayable}
          RETURNING id, duns, delivered_at"
     ))?;
@@ -907,16 +1058,23 @@ impl<'a> StatusChange<'a> {
     }
 }
 
-/// Records outcomes, attempts and actions with multi-row statements. A
-/// notification whose lease was lost keeps its new owner's state, but its
-/// attempt and actions are still recorded: they happened.
+/// Records outcomes, attempts and actions with multi-row statements, for the
+/// notifications `claim` still holds. A completion of one that no longer carries
+/// the claim (its lease ran out and another claim may own it) is refused whole:
+/// the notification keeps its new owner's state, and the refused run leaves no
+/// attempt row and no actions. Its results cannot be trusted (the run may have
+/// been stopped halfway because its lease was lost), an attempt row would show
+/// an outcome the notification never had, and what it did send to HubSpot is
+/// covered: creates were journaled as `unknown` under the same fence before they
+/// were sent, and the new owner reconciles them.
 fn complete(
     connection: &Connection,
     lanes: &mut Lanes,
     worker: &str,
+    claim: ClaimId,
     completions: &[Completion],
+    now: i64,
 ) -> Result<(), JournalError> {
-    let now = now_ms();
     let mut updated = HashSet::with_capacity(completions.len());
     chunked(
         connection,
@@ -928,10 +1086,10 @@ fn complete(
                  SET status = change.column2, reason = change.column3, attempts = attempts + change.column4,
                      next_attempt_at = change.column5, first_failed_at = change.column6,
                      last_error = change.column7, dry_run = coalesce(change.column8, dry_run),
-                     claimed_by = NULL, lease_until = NULL, updated_at = change.column9
+                     claimed_by = NULL, lease_until = NULL, claim_id = NULL, updated_at = change.column9
                  FROM (VALUES {values}) AS change
                  WHERE notifications.id = change.column1 AND notifications.status = 'processing'
-                   AND notifications.claimed_by = change.column10
+                   AND notifications.claim_id = change.column10
                  RETURNING notifications.id, notifications.duns, notifications.delivered_at,
                            notifications.status"
             )
@@ -947,7 +1105,7 @@ fn complete(
             statement.raw_bind_parameter(base + 6, change.error)?;
             statement.raw_bind_parameter(base + 7, change.dry_run)?;
             statement.raw_bind_parameter(base + 8, now)?;
-            statement.raw_bind_parameter(base + 9, worker)
+            statement.raw_bind_parameter(base + 9, claim.0)
         },
         |statement| {
             let mut returned = statement.raw_query();
@@ -960,20 +1118,22 @@ fn complete(
             Ok(())
         },
     )?;
-    for completion in completions
+    let (completions, refused): (Vec<&Completion>, Vec<&Completion>) = completions
         .iter()
-        .filter(|completion| !updated.contains(&completion.id))
-    {
+        .partition(|completion| updated.contains(&completion.id));
+    if !refused.is_empty() {
+        let ids: Vec<NotificationId> = refused.iter().map(|completion| completion.id).collect();
         tracing::warn!(
-            notification.id = completion.id,
             worker,
-            "lease lost before the outcome was recorded"
+            claim = %claim,
+            notifications = ?ids,
+            "outcomes refused: the claim lost its lease before they were recorded"
         );
     }
 
     chunked(
         connection,
-        completions,
+        &completions,
         6,
         |values| {
             format!(
