@@ -194,7 +194,7 @@ pub struct WorkerSettings {
     pub poll_interval_ms: u64,
     /// First retry delay after a failure, in milliseconds; default 1000.
     pub retry_initial_ms: u64,
-    /// Longest retry delay, in seconds; default 900.
+    /// Longest retry delay, jitter included, in seconds; default 900.
     pub retry_max_secs: u64,
     /// A notification whose own failure persists this long goes to `dead`; default 24h.
     #[serde(deserialize_with = "deserialize_duration")]
