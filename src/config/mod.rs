@@ -240,7 +240,8 @@ pub struct HubSpotSettings {
     pub critical_types: Vec<String>,
     /// D&B element path → HubSpot company property for `update_company`; empty means the defaults.
     pub company_fields: BTreeMap<String, String>,
-    /// The portal's time zone for task due dates; empty means the one account info reports.
+    /// The portal's time zone for task due dates and the daily quota's reset (its midnight);
+    /// empty means the one account info reports.
     pub time_zone: String,
     /// Per-request timeout, in seconds; default 30.
     pub timeout_secs: u64,

@@ -375,6 +375,42 @@ async fn a_429_is_waited_out_and_the_work_then_succeeds() {
     fake.assert_no_violations();
 }
 
+#[tokio::test]
+async fn a_daily_429_parks_the_work_until_midnight_in_the_portals_time_zone() {
+    let fake = portal(FakeConfig::default()).await;
+    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    let spent = Fault::status_with_body(
+        429,
+        json!({"status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT", "policyName": "DAILY"}),
+    );
+    fake.fail_next(Endpoint::BatchRead(ObjectType::Companies), 1, spent);
+    let (base_url, token) = (fake.base_url(), fake.token().to_string());
+    let app = spawn_configured_app(move |settings| {
+        point_at(settings, &base_url, &token);
+        settings.hubspot.time_zone = "Asia/Tokyo".into();
+    })
+    .await;
+
+    app.accept(sample("exit.json"), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM attempts WHERE outcome = 'deferred'",
+        1,
+    )
+    .await;
+
+    // Tokyo is UTC+9 all year: its midnights are 15:00 UTC. Work resumes a minute after one.
+    let next_attempt_at = app.count("SELECT next_attempt_at FROM notifications");
+    let after_tokyo_midnight = (next_attempt_at + 9 * 3_600_000).rem_euclid(86_400_000);
+    assert!(
+        (59_000..120_000).contains(&after_tokyo_midnight),
+        "resumes {after_tokyo_midnight} ms after a Tokyo midnight"
+    );
+    assert!(next_attempt_at - chrono::Utc::now().timestamp_millis() <= 86_460_000);
+    let (_, ready) = app.get("/ready").await;
+    assert!(ready.contains("daily_limit"), "{ready}");
+    assert!(fake.tasks().is_empty());
+}
+
 fn run_bridge(args: &[&str], config: &std::path::Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_dnb-hubspot-bridge"))
         .arg("--config")
