@@ -13,7 +13,7 @@ use crate::cli::SimulateArgs;
 use crate::config::Settings;
 use crate::dnb::{BodyFormat, IncomingItem, Notification, parse_body};
 use crate::hubspot::client::BATCH_LIMIT;
-use crate::mapping::{Action, ActionRules, plan};
+use crate::mapping::{Action, plan};
 
 #[derive(Default)]
 struct Statistics {
@@ -33,7 +33,7 @@ fn batches(count: usize) -> usize {
 /// Prints the plan of every notification and the totals.
 pub fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let rules = ActionRules::from_settings(&settings.hubspot);
+    let rules = settings.hubspot.action_rules();
     let mut statistics = Statistics::default();
     for path in &args.files {
         let bytes =
