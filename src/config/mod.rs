@@ -716,6 +716,18 @@ mod tests {
         assert_eq!(validate(&settings), Vec::new());
         assert!(!settings.hubspot.enabled);
         assert_eq!(settings.server.bind, "127.0.0.1:8080");
+        // It documents the defaults: the whole action table and the critical types.
+        for &kind in NotificationType::ALL {
+            assert_eq!(
+                settings.hubspot.actions.get(&kind),
+                Some(&ActionRules::default_actions(kind)),
+                "{kind}"
+            );
+        }
+        assert_eq!(
+            settings.hubspot.critical_types,
+            ActionRules::DEFAULT_CRITICAL_TYPES
+        );
     }
 
     #[test]

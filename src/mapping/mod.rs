@@ -39,11 +39,11 @@ impl ActionRules {
         use ActionKind::*;
         use NotificationType::*;
         match notification_type {
-            Delete | Transfer => vec![CreateTask, CreateNote, UpdateProperty],
-            UnderReview | Exit | Removed => vec![CreateTask, CreateNote],
-            Update | Undelete => vec![CreateNote, UpdateProperty],
-            Seed | FullProduct => vec![UpdateCompany, CreateNote],
-            Reviewed => vec![CreateNote],
+            Delete | Transfer | UnderReview | Exit | Removed => {
+                vec![CreateTask, CreateNote, UpdateProperty]
+            }
+            Update | Undelete | Reviewed => vec![CreateNote, UpdateProperty],
+            Seed | FullProduct => vec![UpdateCompany, CreateNote, UpdateProperty],
         }
     }
 
@@ -320,16 +320,17 @@ mod tests {
         use ActionKind::*;
         for (types, actions) in [
             (
-                &["DELETE", "TRANSFER"][..],
+                &["DELETE", "TRANSFER", "UNDER_REVIEW", "EXIT", "REMOVED"][..],
                 &[CreateTask, CreateNote, UpdateProperty][..],
             ),
             (
-                &["UNDER_REVIEW", "EXIT", "REMOVED"],
-                &[CreateTask, CreateNote],
+                &["UPDATE", "UNDELETE", "REVIEWED"],
+                &[CreateNote, UpdateProperty],
             ),
-            (&["UPDATE", "UNDELETE"], &[CreateNote, UpdateProperty]),
-            (&["SEED", "FULL_PRODUCT"], &[UpdateCompany, CreateNote]),
-            (&["REVIEWED"], &[CreateNote]),
+            (
+                &["SEED", "FULL_PRODUCT"],
+                &[UpdateCompany, CreateNote, UpdateProperty],
+            ),
         ] {
             for kind in types {
                 assert_eq!(

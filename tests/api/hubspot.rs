@@ -101,6 +101,54 @@ async fn a_critical_delete_gives_the_company_owner_a_high_task_a_note_and_alert_
 }
 
 #[tokio::test]
+async fn the_default_table_tracks_the_alert_on_the_company_for_every_type() {
+    // Arrange: one company per type that did not write alert properties before.
+    let fake = portal(FakeConfig::default()).await;
+    let alerts = [
+        ("EXIT", "100000001", Some("coverage_lost")),
+        ("REMOVED", "100000002", Some("coverage_lost")),
+        ("UNDER_REVIEW", "100000003", Some("under_review")),
+        ("REVIEWED", "100000004", Some("monitored")),
+        ("SEED", "100000005", None),
+        ("FULL_PRODUCT", "100000006", None),
+    ];
+    let companies: Vec<String> = alerts
+        .iter()
+        .map(|(_, duns, _)| fake.add_company([("name", "Acme"), ("duns_number", *duns)]))
+        .collect();
+    let app = bridge(&fake).await;
+
+    // Act
+    let items = alerts
+        .iter()
+        .map(|(kind, duns, _)| notification(kind, duns, "2024-05-13T08:24:28.972Z"))
+        .collect();
+    app.accept(body(items), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done' AND dry_run = 0",
+        alerts.len() as i64,
+    )
+    .await;
+
+    // Assert
+    for ((kind, _, status), company) in alerts.iter().zip(&companies) {
+        let record = fake.company(company).unwrap();
+        assert_eq!(record.properties["dnb_last_alert_type"], *kind);
+        assert_eq!(
+            record.properties["dnb_last_alert_at"],
+            "2024-05-13T08:24:28.972Z"
+        );
+        if let Some(status) = status {
+            assert_eq!(
+                record.properties["dnb_monitoring_status"], *status,
+                "{kind}"
+            );
+        }
+    }
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
 async fn a_seed_for_an_unknown_duns_creates_the_company_with_its_name() {
     let fake = portal(FakeConfig::default()).await;
     let app = bridge(&fake).await;
