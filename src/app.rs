@@ -15,7 +15,6 @@ use crate::http::state::Shared;
 use crate::http::{AppState, router};
 use crate::hubspot::{DryRunExecutor, Executor, HubSpotClient, HubSpotExecutor, HubSpotStatus};
 use crate::journal::{self, Clock, Journal, JournalOptions};
-use crate::mapping::ActionRules;
 use crate::retention;
 use crate::signature::SigningSecret;
 use crate::telemetry::Metrics;
@@ -113,7 +112,7 @@ impl Application {
         };
         let doorbell = Doorbell::new(settings.queue.capacity);
         let processor = Arc::new(Processor {
-            rules: ActionRules::from_settings(&settings.hubspot),
+            rules: settings.hubspot.action_rules(),
             executor,
             retry: RetryPolicy::from_settings(&settings.workers),
             metrics: metrics.clone(),

@@ -27,7 +27,7 @@ use crate::dnb::{BodyFormat, IncomingItem, Notification, NotificationType, parse
 use crate::hubspot::client::BATCH_LIMIT;
 use crate::mapping::lifecycle::{CompanyState, TaskDecision, TaskRef};
 use crate::mapping::plain::html_to_text;
-use crate::mapping::{Action, ActionRules, Plan, TaskPriority, note_preview, plan, render};
+use crate::mapping::{Action, Plan, TaskPriority, note_preview, plan, render};
 
 #[derive(Default)]
 struct Statistics {
@@ -60,7 +60,7 @@ struct Simulated {
 /// its tasks and notes) and the totals.
 pub fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let rules = ActionRules::from_settings(&settings.hubspot);
+    let rules = settings.hubspot.action_rules();
     let mut statistics = Statistics::default();
     let mut simulated = Vec::new();
     for (file, path) in args.files.iter().enumerate() {

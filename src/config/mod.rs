@@ -3,8 +3,11 @@
 //! Loading goes in three steps: parse the YAML file and expand `${VAR}` inside
 //! its string values (see [`interpolate`]), layer `BRIDGE__…` environment
 //! overrides on top with the `config` crate, then deserialise into
-//! [`Settings`]. [`validate`] then lists every problem at once. `config.yaml`
-//! at the repository root is the commented reference of every key.
+//! [`Settings`]. [`validate`] then lists every problem at once. Keys that name
+//! D&B types and actions (`hubspot.actions`, `hubspot.critical_types`)
+//! deserialize straight into [`NotificationType`] and [`ActionKind`], so the
+//! mapper only ever sees names it knows. `config.yaml` at the repository root
+//! is the commented reference of every key.
 
 pub mod interpolate;
 pub mod validate;
@@ -16,6 +19,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
+
+use crate::dnb::NotificationType;
+use crate::mapping::{ActionKind, ActionRules};
 
 pub use validate::{ConfigError, validate};
 
@@ -195,7 +201,7 @@ pub struct WorkerSettings {
     pub poll_interval_ms: u64,
     /// First retry delay after a failure, in milliseconds; default 1000.
     pub retry_initial_ms: u64,
-    /// Longest retry delay, in seconds; default 900.
+    /// Longest retry delay, jitter included, in seconds; default 900.
     pub retry_max_secs: u64,
     /// A notification whose own failure persists this long goes to `dead`; default 24h.
     #[serde(deserialize_with = "deserialize_duration")]
@@ -235,13 +241,15 @@ pub struct HubSpotSettings {
     pub default_owner_email: String,
     /// SEED and FULL_PRODUCT create companies that do not exist yet; default true.
     pub create_missing_companies: bool,
-    /// D&B notification type → actions; types left out keep their defaults.
-    pub actions: BTreeMap<String, Vec<String>>,
-    /// Types whose tasks are HIGH priority.
-    pub critical_types: Vec<String>,
+    /// D&B notification type → actions; types left out keep their defaults
+    /// ([`ActionRules::default_actions`]). Type names are read case-insensitively.
+    pub actions: BTreeMap<NotificationType, Vec<ActionKind>>,
+    /// Types whose tasks are HIGH priority; default DELETE, TRANSFER, UNDER_REVIEW, EXIT.
+    pub critical_types: Vec<NotificationType>,
     /// D&B element path → HubSpot company property for `update_company`; empty means the defaults.
     pub company_fields: BTreeMap<String, String>,
-    /// The portal's time zone for task due dates; empty means the one account info reports.
+    /// The portal's time zone for task due dates and the daily quota's reset (its midnight);
+    /// empty means the one account info reports.
     pub time_zone: String,
     /// Per-request timeout, in seconds; default 30.
     pub timeout_secs: u64,
@@ -298,9 +306,7 @@ impl Default for HubSpotSettings {
             default_owner_email: String::new(),
             create_missing_companies: true,
             actions: BTreeMap::new(),
-            critical_types: ["DELETE", "TRANSFER", "UNDER_REVIEW", "EXIT"]
-                .map(String::from)
-                .to_vec(),
+            critical_types: ActionRules::DEFAULT_CRITICAL_TYPES.to_vec(),
             company_fields: BTreeMap::new(),
             time_zone: String::new(),
             timeout_secs: 30,
@@ -309,6 +315,19 @@ impl Default for HubSpotSettings {
             auth_probe_secs: 60,
             rate_limit: RateLimitSettings::default(),
         }
+    }
+}
+
+impl HubSpotSettings {
+    /// The mapper's rules: the action table and the switches that shape a plan.
+    pub fn action_rules(&self) -> ActionRules {
+        ActionRules::new(
+            &self.actions,
+            &self.critical_types,
+            self.create_missing_companies,
+            &self.duns_property,
+            &self.company_fields,
+        )
     }
 }
 
@@ -376,7 +395,9 @@ const LIST_KEYS: [&str; 3] = [
 impl Settings {
     /// Loads `path` (a missing file means all defaults), expands variables
     /// from the process environment and applies `BRIDGE__…` overrides.
-    /// Returns every loading problem at once; [`validate`] checks the values.
+    /// Returns every loading problem at once; [`validate`] checks the values. After an
+    /// unknown type or action name, the rest is still loaded and validated here, so that
+    /// every problem is listed together.
     pub fn load(path: &Path) -> Result<Settings, Vec<ConfigError>> {
         Self::load_with(path, &|name| std::env::var(name).ok(), None)
     }
@@ -428,16 +449,84 @@ impl Settings {
         if let Some(overrides) = overrides {
             environment = environment.source(Some(overrides));
         }
-        let built = config::Config::builder()
+        let merged = config::Config::builder()
             .add_source(config::File::from_str(
                 &tree.to_string(),
                 config::FileFormat::Json,
             ))
             .add_source(environment)
             .build()
-            .and_then(|config| config.try_deserialize::<Settings>());
-        built.map_err(|error| vec![ConfigError::new("config", error.to_string())])
+            .map_err(|error| vec![ConfigError::new("config", error.to_string())])?;
+        merged
+            .clone()
+            .try_deserialize::<Settings>()
+            .map_err(|error| every_problem(&merged, error))
     }
+}
+
+/// Every problem of a configuration that did not deserialize, `error` being the first. A
+/// name in `hubspot.actions` or `hubspot.critical_types` that is not a D&B type or action is
+/// listed with its key, each one, and the rest is then loaded without those two keys and
+/// validated, so that one run of `check-config` shows every problem.
+fn every_problem(merged: &config::Config, error: config::ConfigError) -> Vec<ConfigError> {
+    let mut problems = unknown_names(merged);
+    if problems.is_empty() {
+        return vec![ConfigError::new("config", error.to_string())];
+    }
+    let rest = merged
+        .clone()
+        .try_deserialize::<serde_json::Value>()
+        .and_then(|mut tree| {
+            if let Some(hubspot) = tree
+                .get_mut("hubspot")
+                .and_then(|value| value.as_object_mut())
+            {
+                hubspot.remove("actions");
+                hubspot.remove("critical_types");
+            }
+            config::Config::builder()
+                .add_source(config::File::from_str(
+                    &tree.to_string(),
+                    config::FileFormat::Json,
+                ))
+                .build()?
+                .try_deserialize::<Settings>()
+        });
+    match rest {
+        Ok(settings) => problems.extend(validate(&settings)),
+        Err(error) => problems.push(ConfigError::new("config", error.to_string())),
+    }
+    problems
+}
+
+/// The entries of `hubspot.actions` and `hubspot.critical_types` that are not D&B types or
+/// actions, each deserialized on its own as [`Settings`] deserializes it.
+fn unknown_names(config: &config::Config) -> Vec<ConfigError> {
+    let mut problems = Vec::new();
+    let table: BTreeMap<String, Vec<config::Value>> =
+        config.get("hubspot.actions").unwrap_or_default();
+    for (name, actions) in table {
+        if let Err(error) = config::Value::from(name.as_str()).try_deserialize::<NotificationType>()
+        {
+            problems.push(ConfigError::new("hubspot.actions", error.to_string()));
+        }
+        for action in actions {
+            if let Err(error) = action.try_deserialize::<ActionKind>() {
+                let key = format!("hubspot.actions.{name}");
+                problems.push(ConfigError::new(key, error.to_string()));
+            }
+        }
+    }
+    let critical: Vec<config::Value> = config.get("hubspot.critical_types").unwrap_or_default();
+    for name in critical {
+        if let Err(error) = name.try_deserialize::<NotificationType>() {
+            problems.push(ConfigError::new(
+                "hubspot.critical_types",
+                error.to_string(),
+            ));
+        }
+    }
+    problems
 }
 
 /// Accepts `30d`, `12h`, `90s` (humantime) or a bare number of seconds.
@@ -534,18 +623,81 @@ mod tests {
     }
 
     #[test]
-    fn action_table_keys_keep_their_case_and_durations_parse() {
+    fn the_action_table_is_typed_with_type_names_in_any_case_and_durations_parse() {
         let settings = load(
-            "hubspot:\n  actions:\n    DELETE: [create_note]\nstorage:\n  retention: 12h\n",
+            "hubspot:\n  actions:\n    DELETE: [create_note]\n    reviewed: [create_task]\n  critical_types: [exit]\nstorage:\n  retention: 12h\n",
             &[],
             &[],
         )
         .unwrap();
         assert_eq!(
-            settings.hubspot.actions.get("DELETE"),
-            Some(&vec!["create_note".to_string()])
+            settings.hubspot.actions,
+            BTreeMap::from([
+                (NotificationType::Delete, vec![ActionKind::CreateNote]),
+                (NotificationType::Reviewed, vec![ActionKind::CreateTask]),
+            ])
         );
+        assert_eq!(settings.hubspot.critical_types, [NotificationType::Exit]);
         assert_eq!(settings.storage.retention, Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn critical_types_are_typed_from_an_environment_list_too() {
+        let settings = load(
+            "",
+            &[],
+            &[("BRIDGE__HUBSPOT__CRITICAL_TYPES", "DELETE,removed")],
+        )
+        .unwrap();
+        assert_eq!(
+            settings.hubspot.critical_types,
+            [NotificationType::Delete, NotificationType::Removed]
+        );
+        let errors = load(
+            "",
+            &[],
+            &[("BRIDGE__HUBSPOT__CRITICAL_TYPES", "DELETE,MERGE")],
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].key, "hubspot.critical_types", "{errors:?}");
+        assert!(errors[0].message.contains("MERGE"), "{errors:?}");
+    }
+
+    #[test]
+    fn unknown_type_and_action_names_are_loading_problems_listed_each_with_its_key() {
+        let errors = load(
+            "server:\n  bind: nowhere\nhubspot:\n  actions:\n    MERGE: [create_task]\n    DELETE: [create_task, send_fax]\n  critical_types: [DELETE, BOGUS]\n",
+            &[],
+            &[],
+        )
+        .unwrap_err();
+        let listed: Vec<(&str, bool)> = errors
+            .iter()
+            .map(|error| {
+                (
+                    error.key.as_str(),
+                    error.message.contains("unknown variant"),
+                )
+            })
+            .collect();
+        for expected in [
+            ("hubspot.actions", true),
+            ("hubspot.actions.DELETE", true),
+            ("hubspot.critical_types", true),
+            ("server.bind", false),
+            ("webhook.secrets", false),
+        ] {
+            assert!(
+                listed.contains(&expected),
+                "{expected:?} missing from {errors:?}"
+            );
+        }
+        for name in ["MERGE", "send_fax", "BOGUS"] {
+            assert!(
+                errors.iter().any(|error| error.message.contains(name)),
+                "{name} missing from {errors:?}"
+            );
+        }
     }
 
     #[test]
@@ -565,6 +717,18 @@ mod tests {
         assert_eq!(validate(&settings), Vec::new());
         assert!(!settings.hubspot.enabled);
         assert_eq!(settings.server.bind, "127.0.0.1:8080");
+        // It documents the defaults: the whole action table and the critical types.
+        for &kind in NotificationType::ALL {
+            assert_eq!(
+                settings.hubspot.actions.get(&kind),
+                Some(&ActionRules::default_actions(kind)),
+                "{kind}"
+            );
+        }
+        assert_eq!(
+            settings.hubspot.critical_types,
+            ActionRules::DEFAULT_CRITICAL_TYPES
+        );
     }
 
     #[test]

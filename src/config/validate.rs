@@ -6,8 +6,6 @@ use std::fmt;
 use secrecy::ExposeSecret;
 
 use super::Settings;
-use crate::dnb::NotificationType;
-use crate::mapping::ActionKind;
 use crate::signature::SigningSecret;
 
 /// One problem with the configuration, named by its key.
@@ -169,32 +167,6 @@ pub fn validate(settings: &Settings) -> Vec<ConfigError> {
             problem(key, "must be at least 1".into());
         }
     }
-    for (type_name, actions) in &hubspot.actions {
-        if NotificationType::parse(type_name).is_none() {
-            problem(
-                "hubspot.actions",
-                format!("{type_name:?} is not a D&B notification type"),
-            );
-        }
-        for action in actions {
-            if ActionKind::parse(action).is_none() {
-                problem(
-                    "hubspot.actions",
-                    format!(
-                        "{type_name}: {action:?} is not one of create_task, create_note, update_property, update_company"
-                    ),
-                );
-            }
-        }
-    }
-    for type_name in &hubspot.critical_types {
-        if NotificationType::parse(type_name).is_none() {
-            problem(
-                "hubspot.critical_types",
-                format!("{type_name:?} is not a D&B notification type"),
-            );
-        }
-    }
     errors
 }
 
@@ -221,21 +193,15 @@ mod tests {
         settings.server.bind = "nowhere".into();
         settings.storage.url = "postgres://localhost/x".into();
         settings.workers.count = 0;
-        settings
-            .hubspot
-            .actions
-            .insert("BOGUS".into(), vec!["send_fax".into()]);
         let keys: Vec<String> = validate(&settings).into_iter().map(|e| e.key).collect();
         for key in [
             "server.bind",
             "webhook.secrets",
             "storage.url",
             "workers.count",
-            "hubspot.actions",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
         }
-        assert_eq!(keys.iter().filter(|k| *k == "hubspot.actions").count(), 2);
     }
 
     #[test]

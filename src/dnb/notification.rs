@@ -7,10 +7,28 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-/// The ten D&B monitoring notification types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The ten D&B monitoring notification types. Their D&B spellings (`FULL_PRODUCT`) are the
+/// one name table of the types: stored in the journal, shown in labels and answers, and the
+/// keys of `hubspot.actions` and entries of `hubspot.critical_types` in the config.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
 pub enum NotificationType {
     /// Monitored elements changed.
     Update,
@@ -36,46 +54,26 @@ pub enum NotificationType {
 
 impl NotificationType {
     /// Every type, in the contract's order.
-    pub const ALL: [NotificationType; 10] = [
-        Self::Update,
-        Self::Delete,
-        Self::Transfer,
-        Self::Seed,
-        Self::FullProduct,
-        Self::Undelete,
-        Self::Reviewed,
-        Self::UnderReview,
-        Self::Exit,
-        Self::Removed,
-    ];
+    pub const ALL: &'static [NotificationType] = <Self as strum::VariantArray>::VARIANTS;
 
     /// The D&B spelling, e.g. `FULL_PRODUCT`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Update => "UPDATE",
-            Self::Delete => "DELETE",
-            Self::Transfer => "TRANSFER",
-            Self::Seed => "SEED",
-            Self::FullProduct => "FULL_PRODUCT",
-            Self::Undelete => "UNDELETE",
-            Self::Reviewed => "REVIEWED",
-            Self::UnderReview => "UNDER_REVIEW",
-            Self::Exit => "EXIT",
-            Self::Removed => "REMOVED",
-        }
+        self.into()
     }
 
     /// Parses the D&B spelling (case-insensitive, so config keys may be lowercase).
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str().eq_ignore_ascii_case(text))
+        text.parse().ok()
     }
 }
 
-impl fmt::Display for NotificationType {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.as_str())
+impl<'de> Deserialize<'de> for NotificationType {
+    /// From the D&B spelling, as [`NotificationType::parse`] reads it.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::parse(&name).ok_or_else(|| {
+            serde::de::Error::unknown_variant(&name, <Self as strum::VariantNames>::VARIANTS)
+        })
     }
 }
 
@@ -229,7 +227,8 @@ impl Notification {
             )
         })?;
         let notification_type = NotificationType::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|kind| kind.as_str() == type_value)
             .ok_or_else(|| {
                 Rejection::new(
@@ -399,7 +398,7 @@ mod tests {
 
     #[test]
     fn type_names_round_trip() {
-        for kind in NotificationType::ALL {
+        for &kind in NotificationType::ALL {
             assert_eq!(NotificationType::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(

@@ -175,7 +175,8 @@ fn check_item(value: &Value) -> IncomingItem {
             rejection,
             notification_type: value.get("type").and_then(Value::as_str).and_then(|name| {
                 NotificationType::ALL
-                    .into_iter()
+                    .iter()
+                    .copied()
                     .find(|kind| kind.as_str() == name)
             }),
             duns: value

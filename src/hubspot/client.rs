@@ -5,14 +5,14 @@
 //! only place it is exposed). Calls never retry by themselves; a failure is
 //! classified ([`HubSpotError`]) and the journal schedules any retry.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::error::{HubSpotError, classify, excerpt};
+use super::error::{HubSpotError, classify, excerpt, parse_retry_after};
 use super::model::{
     AccountDetails, BatchAnswer, BatchInputs, BatchReadRequest, CreateInput, Filter, FilterGroup,
     IdInput, OwnersAnswer, Property, SearchAnswer, SearchRequest, SimpleObject, UpdateInput,
@@ -131,8 +131,7 @@ impl HubSpotClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(|text| text.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|text| parse_retry_after(text, SystemTime::now()));
         self.metrics.hubspot_call(endpoint, status.as_str());
         let text = response
             .text()
@@ -615,6 +614,35 @@ mod tests {
         assert!(
             started.elapsed() >= Duration::from_millis(900),
             "the second call waited for Retry-After"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_given_as_an_http_date_is_the_time_until_that_date() {
+        let server = MockServer::start_async().await;
+        let date = (chrono::Utc::now() + chrono::TimeDelta::seconds(120))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        server
+            .mock_async(|when, then| {
+                when.method(GET).path("/account-info/2026-03/details");
+                then.status(429)
+                    .header("retry-after", date.as_str())
+                    .json_body(serde_json::json!({"status": "error", "errorType": "RATE_LIMIT", "policyName": "DAILY"}));
+            })
+            .await;
+        let error = client(&server, 5).account_details().await.unwrap_err();
+        let HubSpotError::RateLimited {
+            retry_after: Some(retry_after),
+            daily: true,
+            ..
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert!(
+            (Duration::from_secs(110)..=Duration::from_secs(120)).contains(&retry_after),
+            "{retry_after:?}"
         );
     }
 

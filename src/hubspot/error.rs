@@ -5,7 +5,7 @@
 //! outage, auth), reconcile a write whose answer was lost, or fail the one
 //! notification whose input HubSpot refused.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
@@ -173,6 +173,18 @@ pub(crate) fn classify(status: u16, retry_after: Option<Duration>, body: &str) -
     }
 }
 
+/// A `Retry-After` value (RFC 9110, section 10.2.3) as the wait from `now`: a number of
+/// seconds, or an HTTP date in any of its three forms (a date already passed means no wait).
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    match value.parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()
+            .map(|date| date.duration_since(now).unwrap_or_default()),
+    }
+}
+
 /// The start of a body, cut on a character boundary.
 pub(crate) fn excerpt(body: &str) -> String {
     let mut end = body.len().min(EXCERPT);
@@ -215,6 +227,31 @@ mod tests {
             "HubSpot refused the request (HTTP 400, VALIDATION_ERROR): Property values were not valid [correlationId abc]"
         );
         assert!(!rejected.is_systemic());
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_any_http_date_form() {
+        // Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let minute = Some(Duration::from_secs(60));
+        assert_eq!(parse_retry_after("60", now), minute);
+        assert_eq!(parse_retry_after(" 60 ", now), minute);
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+            minute
+        );
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:50:37 GMT", now),
+            minute
+        );
+        assert_eq!(parse_retry_after("Sun Nov  6 08:50:37 1994", now), minute);
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        for garbage in ["", "-5", "1.5", "soon", "Sun, 06 Nov 1994"] {
+            assert_eq!(parse_retry_after(garbage, now), None, "{garbage:?}");
+        }
     }
 
     #[test]

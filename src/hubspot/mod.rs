@@ -8,6 +8,7 @@ pub mod executor;
 pub mod live;
 pub mod model;
 pub mod properties;
+pub mod quota;
 pub mod rate_limit;
 pub mod status;
 

@@ -3,11 +3,24 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The action names of `hubspot.actions`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// The action names of `hubspot.actions`, also the kind recorded with each journaled action.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum ActionKind {
     /// A task for the company owner.
     CreateTask,
@@ -21,26 +34,31 @@ pub enum ActionKind {
 
 impl ActionKind {
     /// Every kind.
-    pub const ALL: [ActionKind; 4] = [
-        Self::CreateTask,
-        Self::CreateNote,
-        Self::UpdateProperty,
-        Self::UpdateCompany,
-    ];
+    pub const ALL: &'static [ActionKind] = <Self as strum::VariantArray>::VARIANTS;
 
-    /// The config and journal spelling.
+    /// The config and journal spelling, e.g. `create_task`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CreateTask => "create_task",
-            Self::CreateNote => "create_note",
-            Self::UpdateProperty => "update_property",
-            Self::UpdateCompany => "update_company",
-        }
+        self.into()
     }
 
-    /// Parses the config spelling.
+    /// Parses the config spelling (exactly as written).
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+        text.parse().ok()
+    }
+}
+
+impl Serialize for ActionKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ActionKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::parse(&name).ok_or_else(|| {
+            serde::de::Error::unknown_variant(&name, <Self as strum::VariantNames>::VARIANTS)
+        })
     }
 }
 

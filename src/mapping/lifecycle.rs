@@ -205,7 +205,13 @@ mod tests {
 
     fn apply(state: &mut CompanyState, position: usize, kind: &str, delivered: &str) -> Decision {
         let notification = notification(kind, delivered);
-        let rules = ActionRules::from_settings(&crate::config::HubSpotSettings::default());
+        let rules = ActionRules::new(
+            &std::collections::BTreeMap::new(),
+            &ActionRules::DEFAULT_CRITICAL_TYPES,
+            true,
+            "duns_number",
+            &BTreeMap::new(),
+        );
         state.apply(
             position,
             &notification,

@@ -15,7 +15,6 @@ use serde_json::Value;
 
 pub use action::{Action, ActionKind, TaskPriority};
 
-use crate::config::HubSpotSettings;
 use crate::dnb::{Notification, NotificationType};
 
 /// The action table and the switches that shape a plan.
@@ -29,6 +28,14 @@ pub struct ActionRules {
 }
 
 impl ActionRules {
+    /// The contract's default types whose tasks are HIGH priority.
+    pub const DEFAULT_CRITICAL_TYPES: [NotificationType; 4] = [
+        NotificationType::Delete,
+        NotificationType::Transfer,
+        NotificationType::UnderReview,
+        NotificationType::Exit,
+    ];
+
     /// The contract's default actions for a type.
     pub fn default_actions(notification_type: NotificationType) -> Vec<ActionKind> {
         use ActionKind::*;
@@ -42,39 +49,35 @@ impl ActionRules {
         }
     }
 
-    /// Builds the rules from validated settings; types the table leaves out keep their defaults.
-    pub fn from_settings(settings: &HubSpotSettings) -> Self {
+    /// The rules for an action table (types it leaves out keep their
+    /// [defaults](Self::default_actions)), the types whose tasks are HIGH priority, whether
+    /// SEED and FULL_PRODUCT create missing companies, the company property holding the
+    /// DUNS, and the D&B element path → company property map of `update_company` (empty
+    /// means [`DEFAULT_COMPANY_FIELDS`]).
+    pub fn new(
+        actions: &BTreeMap<NotificationType, Vec<ActionKind>>,
+        critical_types: &[NotificationType],
+        create_missing_companies: bool,
+        duns_property: &str,
+        company_fields: &BTreeMap<String, String>,
+    ) -> Self {
         let mut table: BTreeMap<NotificationType, Vec<ActionKind>> = NotificationType::ALL
-            .into_iter()
-            .map(|kind| (kind, Self::default_actions(kind)))
+            .iter()
+            .map(|&kind| (kind, Self::default_actions(kind)))
             .collect();
-        for (name, actions) in &settings.actions {
-            if let Some(kind) = NotificationType::parse(name) {
-                table.insert(
-                    kind,
-                    actions
-                        .iter()
-                        .filter_map(|a| ActionKind::parse(a))
-                        .collect(),
-                );
-            }
-        }
+        table.extend(actions.clone());
         Self {
             table,
-            critical: settings
-                .critical_types
-                .iter()
-                .filter_map(|name| NotificationType::parse(name))
-                .collect(),
-            create_missing_companies: settings.create_missing_companies,
-            duns_property: settings.duns_property.clone(),
-            company_fields: if settings.company_fields.is_empty() {
+            critical: critical_types.iter().copied().collect(),
+            create_missing_companies,
+            duns_property: duns_property.to_string(),
+            company_fields: if company_fields.is_empty() {
                 DEFAULT_COMPANY_FIELDS
                     .iter()
                     .map(|(path, property)| (path.to_string(), property.to_string()))
                     .collect()
             } else {
-                settings.company_fields.clone()
+                company_fields.clone()
             },
         }
     }
@@ -324,56 +327,61 @@ mod tests {
         plan.actions.iter().map(Action::kind).collect()
     }
 
+    /// The rules of `hubspot.*` left at its defaults but for the action table `actions`.
+    fn rules(actions: &[(NotificationType, Vec<ActionKind>)]) -> ActionRules {
+        ActionRules::new(
+            &actions.iter().cloned().collect(),
+            &ActionRules::DEFAULT_CRITICAL_TYPES,
+            true,
+            "duns_number",
+            &BTreeMap::new(),
+        )
+    }
+
     #[test]
     fn default_table_matches_the_contract() {
-        let rules = ActionRules::from_settings(&HubSpotSettings::default());
+        let rules = rules(&[]);
         use ActionKind::*;
-        assert_eq!(
-            kinds(&plan(1, &notification("DELETE", json!({})), &rules)),
-            [CreateTask, CreateNote, UpdateProperty]
-        );
-        assert_eq!(
-            kinds(&plan(1, &notification("EXIT", json!({})), &rules)),
-            [CreateTask, CreateNote, UpdateProperty]
-        );
-        assert_eq!(
-            kinds(&plan(1, &notification("UPDATE", json!({})), &rules)),
-            [CreateNote, UpdateProperty]
-        );
-        assert_eq!(
-            kinds(&plan(1, &notification("SEED", json!({})), &rules)),
-            [UpdateCompany, CreateNote, UpdateProperty]
-        );
-        assert_eq!(
-            kinds(&plan(1, &notification("REVIEWED", json!({})), &rules)),
-            [CreateNote, UpdateProperty]
-        );
+        for (types, actions) in [
+            (
+                &["DELETE", "TRANSFER", "UNDER_REVIEW", "EXIT", "REMOVED"][..],
+                &[CreateTask, CreateNote, UpdateProperty][..],
+            ),
+            (
+                &["UPDATE", "UNDELETE", "REVIEWED"],
+                &[CreateNote, UpdateProperty],
+            ),
+            (
+                &["SEED", "FULL_PRODUCT"],
+                &[UpdateCompany, CreateNote, UpdateProperty],
+            ),
+        ] {
+            for kind in types {
+                assert_eq!(
+                    kinds(&plan(1, &notification(kind, json!({})), &rules)),
+                    actions,
+                    "{kind}"
+                );
+            }
+        }
     }
 
     #[test]
     fn configured_table_overrides_one_type_and_keeps_the_others() {
-        let mut settings = HubSpotSettings::default();
-        settings
-            .actions
-            .insert("reviewed".into(), vec!["create_task".into()]);
-        let rules = ActionRules::from_settings(&settings);
+        let rules = rules(&[(NotificationType::Reviewed, vec![ActionKind::CreateTask])]);
         assert_eq!(
             kinds(&plan(1, &notification("REVIEWED", json!({})), &rules)),
             [ActionKind::CreateTask]
         );
         assert_eq!(
             rules.actions_for(NotificationType::Exit),
-            [
-                ActionKind::CreateTask,
-                ActionKind::CreateNote,
-                ActionKind::UpdateProperty
-            ]
+            ActionRules::default_actions(NotificationType::Exit)
         );
     }
 
     #[test]
     fn critical_types_get_high_priority_tasks() {
-        let rules = ActionRules::from_settings(&HubSpotSettings::default());
+        let rules = rules(&[]);
         let Action::CreateTask {
             priority, subject, ..
         } = &plan(1, &notification("DELETE", json!({})), &rules).actions[0]
@@ -392,7 +400,7 @@ mod tests {
 
     #[test]
     fn note_bodies_escape_inserted_text() {
-        let rules = ActionRules::from_settings(&HubSpotSettings::default());
+        let rules = rules(&[]);
         let elements = json!({"elements": [{"element": "organization.primaryName", "previous": "A&B <Ltd>", "current": "C"}]});
         let Action::CreateNote { body } =
             &plan(1, &notification("UPDATE", elements), &rules).actions[0]
@@ -404,7 +412,7 @@ mod tests {
 
     #[test]
     fn seed_syncs_company_fields_and_may_create() {
-        let rules = ActionRules::from_settings(&HubSpotSettings::default());
+        let rules = rules(&[]);
         let organization = json!({"organization": {"duns": "021258997", "primaryName": "Northwind",
             "telephone": [{"telephoneNumber": "5555551000", "isdCode": "86"}]}});
         let Action::UpdateCompany {
@@ -422,11 +430,7 @@ mod tests {
 
     #[test]
     fn changed_elements_sync_through_the_field_map_when_the_table_asks() {
-        let mut settings = HubSpotSettings::default();
-        settings
-            .actions
-            .insert("UPDATE".into(), vec!["update_company".into()]);
-        let rules = ActionRules::from_settings(&settings);
+        let rules = rules(&[(NotificationType::Update, vec![ActionKind::UpdateCompany])]);
         let elements = json!({"elements": [
             {"element": "organization.primaryAddress", "previous": {"postalCode": "94110"},
              "current": {"postalCode": "94107", "addressLocality": {"name": "San Francisco"}}},

@@ -249,12 +249,11 @@ mod tests {
 
     #[test]
     fn every_rendered_body_reads_as_plain_text() {
-        use crate::config::HubSpotSettings;
         use crate::dnb::Notification;
-        use crate::mapping::{Action, ActionRules, plan};
+        use crate::mapping::{Action, plan};
         use serde_json::json;
 
-        let rules = ActionRules::from_settings(&HubSpotSettings::default());
+        let rules = crate::config::HubSpotSettings::default().action_rules();
         let notification = Notification::from_value(&json!({"type": "DELETE",
             "organization": {"duns": "021258997", "primaryName": "Smith & Sons <UK>"},
             "elements": [{"element": "organization.primaryName", "previous": "O'Brien & Co",

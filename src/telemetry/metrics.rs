@@ -391,7 +391,12 @@ fn describe() {
         }
     }
 
-    for kind in NotificationType::ALL.into_iter().map(Some).chain([None]) {
+    for kind in NotificationType::ALL
+        .iter()
+        .copied()
+        .map(Some)
+        .chain([None])
+    {
         counter!(RECEIVED, "type" => type_label(kind)).absolute(0);
         for outcome in OUTCOMES {
             counter!(PROCESSED, "type" => type_label(kind), "outcome" => outcome).absolute(0);

@@ -30,7 +30,7 @@ impl RetryPolicy {
         }
     }
 
-    /// Delay before the next try after `attempts` failed ones.
+    /// Delay before the next try after `attempts` failed ones, never longer than `max`.
     pub fn delay(&self, attempts: u32) -> Duration {
         ExponentialBuilder::default()
             .with_min_delay(self.initial)
@@ -41,6 +41,8 @@ impl RetryPolicy {
             .build()
             .nth(attempts.min(64) as usize)
             .unwrap_or(self.max)
+            // backon applies its maximum before the jitter, which adds up to as much again.
+            .min(self.max)
     }
 
     /// The outcome of a failure of `claimed` itself at `now_ms`.
@@ -105,7 +107,18 @@ mod tests {
             policy.delay(0) >= Duration::from_secs(1) && policy.delay(0) <= Duration::from_secs(2)
         );
         assert!(policy.delay(3) >= Duration::from_secs(8));
-        assert!(policy.delay(40) <= Duration::from_secs(120));
+    }
+
+    #[test]
+    fn jitter_never_takes_a_delay_past_the_ceiling() {
+        let policy = policy();
+        for attempts in 0..=70 {
+            for _ in 0..100 {
+                let delay = policy.delay(attempts);
+                assert!(delay <= policy.max, "attempt {attempts}: {delay:?}");
+            }
+        }
+        assert_eq!(policy.delay(40), policy.max);
     }
 
     #[test]

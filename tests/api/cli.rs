@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use dnb_hubspot_bridge::config::Settings;
 use dnb_hubspot_bridge::dnb::{BodyFormat, IncomingItem, Notification, parse_body};
 use dnb_hubspot_bridge::mapping::plain::html_to_text;
-use dnb_hubspot_bridge::mapping::{Action, ActionRules, TaskPriority, plan, render};
+use dnb_hubspot_bridge::mapping::{Action, TaskPriority, plan, render};
 
 use crate::helpers::*;
 
@@ -241,7 +241,7 @@ fn simulate_text_prints_the_wording_per_company_in_processing_order() {
     // words them (numbered from 1 in file order), in its notification's section; a
     // planned task the company's lifecycle calls off says why instead.
     let settings = Settings::load(Path::new(config)).expect("the repository config loads");
-    let rules = ActionRules::from_settings(&settings.hubspot);
+    let rules = settings.hubspot.action_rules();
     let mut id = 0;
     let mut file_of: BTreeMap<i64, usize> = BTreeMap::new();
     let (mut tasks, mut called_off, mut notes) = (0, 0, 0);

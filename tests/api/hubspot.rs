@@ -112,6 +112,54 @@ async fn a_critical_delete_gives_the_company_owner_a_high_task_a_note_and_alert_
 }
 
 #[tokio::test]
+async fn the_default_table_tracks_the_alert_on_the_company_for_every_type() {
+    // Arrange: one company per type that did not write alert properties before.
+    let fake = portal(FakeConfig::default()).await;
+    let alerts = [
+        ("EXIT", "100000001", Some("coverage_lost")),
+        ("REMOVED", "100000002", Some("coverage_lost")),
+        ("UNDER_REVIEW", "100000003", Some("under_review")),
+        ("REVIEWED", "100000004", Some("monitored")),
+        ("SEED", "100000005", None),
+        ("FULL_PRODUCT", "100000006", None),
+    ];
+    let companies: Vec<String> = alerts
+        .iter()
+        .map(|(_, duns, _)| fake.add_company([("name", "Acme"), ("duns_number", *duns)]))
+        .collect();
+    let app = bridge(&fake).await;
+
+    // Act
+    let items = alerts
+        .iter()
+        .map(|(kind, duns, _)| notification(kind, duns, "2024-05-13T08:24:28.972Z"))
+        .collect();
+    app.accept(body(items), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status = 'done' AND dry_run = 0",
+        alerts.len() as i64,
+    )
+    .await;
+
+    // Assert
+    for ((kind, _, status), company) in alerts.iter().zip(&companies) {
+        let record = fake.company(company).unwrap();
+        assert_eq!(record.properties["dnb_last_alert_type"], *kind);
+        assert_eq!(
+            record.properties["dnb_last_alert_at"],
+            "2024-05-13T08:24:28.972Z"
+        );
+        if let Some(status) = status {
+            assert_eq!(
+                record.properties["dnb_monitoring_status"], *status,
+                "{kind}"
+            );
+        }
+    }
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
 async fn a_seed_for_an_unknown_duns_creates_the_company_with_its_name() {
     let fake = portal(FakeConfig::default()).await;
     let app = bridge(&fake).await;
@@ -384,6 +432,42 @@ async fn a_429_is_waited_out_and_the_work_then_succeeds() {
     assert_eq!(app.count("SELECT attempts FROM notifications"), 1);
     assert_eq!(fake.tasks().len(), 1);
     fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_daily_429_parks_the_work_until_midnight_in_the_portals_time_zone() {
+    let fake = portal(FakeConfig::default()).await;
+    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    let spent = Fault::status_with_body(
+        429,
+        json!({"status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT", "policyName": "DAILY"}),
+    );
+    fake.fail_next(Endpoint::BatchRead(ObjectType::Companies), 1, spent);
+    let (base_url, token) = (fake.base_url(), fake.token().to_string());
+    let app = spawn_configured_app(move |settings| {
+        point_at(settings, &base_url, &token);
+        settings.hubspot.time_zone = "Asia/Tokyo".into();
+    })
+    .await;
+
+    app.accept(sample("exit.json"), "application/json").await;
+    app.wait_for_count(
+        "SELECT count(*) FROM attempts WHERE outcome = 'deferred'",
+        1,
+    )
+    .await;
+
+    // Tokyo is UTC+9 all year: its midnights are 15:00 UTC. Work resumes a minute after one.
+    let next_attempt_at = app.count("SELECT next_attempt_at FROM notifications");
+    let after_tokyo_midnight = (next_attempt_at + 9 * 3_600_000).rem_euclid(86_400_000);
+    assert!(
+        (59_000..120_000).contains(&after_tokyo_midnight),
+        "resumes {after_tokyo_midnight} ms after a Tokyo midnight"
+    );
+    assert!(next_attempt_at - chrono::Utc::now().timestamp_millis() <= 86_460_000);
+    let (_, ready) = app.get("/ready").await;
+    assert!(ready.contains("daily_limit"), "{ready}");
+    assert!(fake.tasks().is_empty());
 }
 
 fn run_bridge(args: &[&str], config: &std::path::Path) -> std::process::Output {

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dnb_hubspot_bridge::config::StorageSettings;
+use dnb_hubspot_bridge::config::{StorageSettings, WorkerSettings};
 use dnb_hubspot_bridge::dnb::{BodyFormat, parse_body};
 use dnb_hubspot_bridge::journal::{
     self, ActionRecord, ActionState, Clock, Completion, Delivery, Journal, JournalError,
     JournalOptions, ManualClock, Outcome, now_ms,
 };
+use dnb_hubspot_bridge::worker::RetryPolicy;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -381,6 +382,60 @@ async fn a_due_retry_is_claimed_before_the_later_notifications_of_its_duns() {
         .collect();
     assert_eq!(kinds, ["DELETE", "UNDELETE"]);
     assert_eq!(again[0].attempts, 1);
+}
+
+#[tokio::test]
+async fn a_deferral_keeps_the_run_of_failures_so_dead_after_counts_from_its_start() {
+    let fixture = open().await;
+    append(
+        &fixture.journal,
+        json!([notification("DELETE", "111111111", "2024-05-13T08:00:00Z")]),
+    )
+    .await;
+    let policy = RetryPolicy::from_settings(&WorkerSettings {
+        dead_after: Duration::from_secs(3600),
+        ..WorkerSettings::default()
+    });
+    let now = fixture.clock.now_ms();
+    let first_failed_at_ms = now - 3_600_000;
+    let outcomes = [
+        Outcome::Retry {
+            error: "HTTP 400".into(),
+            next_attempt_at_ms: now - 1,
+            first_failed_at_ms,
+        },
+        // HubSpot paused (an outage or a rate limit) between two failures of its own.
+        Outcome::Deferred {
+            reason: "outage".into(),
+            next_attempt_at_ms: now - 1,
+        },
+    ];
+    for outcome in outcomes {
+        let claimed = fixture.journal.claim("worker-a", 1, LONG).await.unwrap();
+        fixture
+            .journal
+            .complete(
+                "worker-a",
+                claimed[0].claim,
+                vec![Completion {
+                    id: claimed[0].id,
+                    started_at_ms: now,
+                    outcome,
+                    actions: Vec::new(),
+                }],
+            )
+            .await
+            .unwrap();
+    }
+
+    let claimed = fixture.journal.claim("worker-a", 1, LONG).await.unwrap();
+    assert_eq!(claimed[0].first_failed_at_ms, Some(first_failed_at_ms));
+    assert_eq!(claimed[0].attempts, 1, "the deferral spent no attempt");
+    let outcome = policy.after_failure(&claimed[0], "HTTP 400".into(), false, now);
+    assert!(
+        matches!(outcome, Outcome::Dead { ref reason, .. } if reason == "failed_too_long"),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]

@@ -32,10 +32,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::client::HubSpotClient;
 use super::error::HubSpotError;
 use super::executor::{Execution, Executor, Planned};
+use super::quota;
 use super::status::HubSpotStatus;
 use crate::config::HubSpotSettings;
 use crate::journal::{
@@ -45,7 +47,8 @@ use crate::mapping::lifecycle::Decision;
 use crate::mapping::render::{CompanyView, SuccessorView};
 use crate::telemetry::Metrics;
 
-/// How long workers pause when the daily quota is spent and HubSpot gives no time.
+/// How long workers pause when the daily quota is spent and neither HubSpot (`Retry-After`)
+/// nor the portal's time zone (its midnight resets the quota) says until when.
 const DAILY_PAUSE: Duration = Duration::from_secs(3600);
 
 /// Performs plans against a HubSpot portal.
@@ -123,14 +126,28 @@ impl HubSpotExecutor {
             .cloned()
     }
 
-    /// Pauses the workers for a failure of HubSpot as a whole and says for how long.
-    fn pause_for(&self, error: &HubSpotError) -> (&'static str, Duration) {
+    /// Pauses the workers for a failure of HubSpot as a whole at `now` and says for how long.
+    async fn pause_for(
+        &self,
+        error: &HubSpotError,
+        now: DateTime<Utc>,
+    ) -> (&'static str, Duration) {
         let (reason, wait) = match error {
             HubSpotError::RateLimited {
                 daily: true,
                 retry_after,
                 ..
-            } => ("daily_limit", retry_after.unwrap_or(DAILY_PAUSE)),
+            } => {
+                let wait = match retry_after {
+                    Some(wait) => Some(*wait),
+                    None => self
+                        .time_zone()
+                        .await
+                        .ok()
+                        .and_then(|zone| quota::until_daily_reset(now, &zone)),
+                };
+                ("daily_limit", wait.unwrap_or(DAILY_PAUSE))
+            }
             HubSpotError::RateLimited { retry_after, .. } => {
                 ("rate_limit", retry_after.unwrap_or(Duration::from_secs(10)))
             }
@@ -469,7 +486,7 @@ impl Executor for HubSpotExecutor {
                 }
                 None
             }
-            Err(Halt::HubSpot(error)) => Some(self.pause_for(&error)),
+            Err(Halt::HubSpot(error)) => Some(self.pause_for(&error, Utc::now()).await),
         };
         work.into_iter().map(|item| item.finish(deferred)).collect()
     }

@@ -1004,6 +1004,8 @@ struct StatusChange<'a> {
     reason: Option<&'a str>,
     spent: i64,
     next_attempt_at: Option<i64>,
+    /// Start of the current run of failures. Left out (`None`) on a pending row, the run goes on
+    /// as it was; any other status ends it.
     first_failed_at: Option<i64>,
     error: Option<&'a str>,
     dry_run: Option<bool>,
@@ -1045,7 +1047,8 @@ impl<'a> StatusChange<'a> {
                 error: Some(error),
                 ..change("dead", 1)
             },
-            // Deferred work spends no attempt.
+            // Deferred work spends no attempt, and neither ends nor starts a run of failures:
+            // HubSpot as a whole was paused, so `workers.dead_after` still counts from the first.
             Outcome::Deferred {
                 reason,
                 next_attempt_at_ms,
@@ -1084,7 +1087,9 @@ fn complete(
             format!(
                 "UPDATE notifications
                  SET status = change.column2, reason = change.column3, attempts = attempts + change.column4,
-                     next_attempt_at = change.column5, first_failed_at = change.column6,
+                     next_attempt_at = change.column5,
+                     first_failed_at = CASE change.column2
+                         WHEN 'pending' THEN coalesce(change.column6, first_failed_at) END,
                      last_error = change.column7, dry_run = coalesce(change.column8, dry_run),
                      claimed_by = NULL, lease_until = NULL, claim_id = NULL, updated_at = change.column9
                  FROM (VALUES {values}) AS change
