@@ -230,6 +230,17 @@ pub struct StoredAction {
     pub updated_at_ms: i64,
 }
 
+/// A TRANSFER's move of a company's DUNS property, as the journal recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    /// The DUNS the company had.
+    pub from: String,
+    /// The successor DUNS it was given.
+    pub to: String,
+    /// The HubSpot company.
+    pub company_id: String,
+}
+
 /// One thing the bridge did to a HubSpot company, from the journal's action records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompanyEvent {
@@ -521,11 +532,8 @@ pub trait Journal: Send + Sync + 'static {
     ) -> Result<Vec<CompanyEvent>, JournalError>;
 
     /// Companies a TRANSFER moved away from these DUNS (recorded before the move was sent),
-    /// newest first, as `(old duns, company id)`.
-    async fn moved_companies(
-        &self,
-        dunses: &[String],
-    ) -> Result<Vec<(String, String)>, JournalError>;
+    /// newest first.
+    async fn moved_companies(&self, dunses: &[String]) -> Result<Vec<Move>, JournalError>;
 
     /// Counts per status and the age of the backlog.
     async fn stats(&self) -> Result<JournalStats, JournalError>;

@@ -541,3 +541,53 @@ async fn a_lost_company_create_is_not_repeated_when_the_duns_property_is_not_uni
     assert_eq!(statuses(&app)[0].1, "done");
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn a_create_answer_without_the_company_is_retried_and_its_followers_wait_for_it() {
+    let fake = portal(FakeConfig::default()).await;
+    fake.fail_next(
+        Endpoint::BatchCreate(ObjectType::Companies),
+        1,
+        Fault::status_with_body(
+            201,
+            json!({"status": "COMPLETE", "results": [
+                {"id": "999", "properties": {}, "createdAt": "2024-05-13T08:00:00.000Z",
+                 "updatedAt": "2024-05-13T08:00:00.000Z", "archived": false}],
+                "startedAt": "2024-05-13T08:00:00.000Z", "completedAt": "2024-05-13T08:00:00.100Z"}),
+        ),
+    );
+    let app = bridge(&fake).await;
+    let seed =
+        serde_json::from_slice::<Value>(&sample("seed.json")).unwrap()["notifications"][0].clone();
+    let duns = seed["organization"]["duns"].as_str().unwrap().to_string();
+    deliver(
+        &app,
+        vec![
+            seed,
+            notification("UPDATE", &duns, "2024-05-14T08:00:00.000Z"),
+        ],
+    )
+    .await;
+
+    assert_eq!(
+        statuses(&app),
+        [
+            ("SEED".into(), "done".into(), None),
+            ("UPDATE".into(), "done".into(), None)
+        ]
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM attempts WHERE outcome = 'retry' AND error LIKE '%did not include%'"),
+        1,
+        "the unconfirmed create is retried, not done"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM attempts WHERE outcome = 'deferred' AND error = 'order'"),
+        1,
+        "the UPDATE waited for its creator"
+    );
+    let companies = fake.companies();
+    assert_eq!(companies.len(), 1);
+    assert_eq!(companies[0].property("dnb_last_alert_type"), Some("UPDATE"));
+    fake.assert_no_violations();
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{HubSpotExecutor, Reconcile, Work, look_again, looks, reconcile_due};
+use super::{Halt, HubSpotExecutor, Reconcile, Work, look_again, looks, reconcile_due};
 use crate::hubspot::client::BATCH_LIMIT;
 use crate::hubspot::error::HubSpotError;
 use crate::hubspot::executor::Execution;
@@ -111,19 +111,32 @@ fn checkpointed_company(work: &Work<'_>) -> Option<String> {
 }
 
 /// Resolves every notification's company: by its DUNS (the oldest company when several carry
-/// it), else by what the journal knows (its own checkpoints, or a TRANSFER that moved the DUNS
-/// to a successor). The first SEED/FULL_PRODUCT of a DUNS without a company is its creator and
-/// the later notifications of the DUNS wait for it; earlier ones, and all of a DUNS without a
-/// creator, end `no_company`. Also resolves TRANSFER successors.
+/// it), else by what the journal knows: a TRANSFER that moved the DUNS to a successor (read
+/// by the successor in the same batch read) or the company its own checkpoints name. The first
+/// SEED/FULL_PRODUCT of a DUNS without a company is its creator and the later notifications of
+/// the DUNS wait for it; earlier ones, and all of a DUNS without a creator, end `no_company`.
+/// Also resolves TRANSFER successors.
 pub(super) async fn resolve(
     executor: &HubSpotExecutor,
     work: &mut [Work<'_>],
-) -> Result<Resolved, HubSpotError> {
-    let mut dunses = BTreeSet::new();
+) -> Result<Resolved, Halt> {
+    let batch_dunses: BTreeSet<String> = work
+        .iter()
+        .map(|item| item.planned.notification.duns.to_string())
+        .collect();
+    // Moves first, so a moved company is read by its new DUNS in the same batch read.
+    let moves = executor
+        .journal
+        .moved_companies(&batch_dunses.iter().cloned().collect::<Vec<_>>())
+        .await
+        .map_err(|error| {
+            Halt::Journal(format!("could not read the journal's DUNS moves: {error}"))
+        })?;
+    let mut dunses = batch_dunses.clone();
     for item in work.iter() {
-        dunses.insert(item.planned.notification.duns.to_string());
         dunses.extend(successor_duns(item));
     }
+    dunses.extend(moves.iter().map(|moved| moved.to.clone()));
     let dunses: Vec<String> = dunses.into_iter().collect();
     let property = &executor.duns_property;
     let wanted = vec![
@@ -150,7 +163,7 @@ pub(super) async fn resolve(
                 .search_in("companies", property, &dunses, &wanted)
                 .await?
         }
-        Err(error) => return Err(error),
+        Err(error) => return Err(error.into()),
     };
     let mut by_duns: HashMap<String, Vec<SimpleObject>> = HashMap::new();
     for company in found {
@@ -165,45 +178,42 @@ pub(super) async fn resolve(
         });
     }
 
-    // DUNS with no company: the journal may know which company they belong to.
+    // A DUNS with no company: the company it moved to (newest move first), else the one its
+    // notifications' checkpoints name, read by record id.
+    let mut by_id: HashMap<String, SimpleObject> = HashMap::new();
     let mut hinted: HashMap<String, String> = HashMap::new();
-    let unresolved: Vec<String> = work
+    for duns in batch_dunses
         .iter()
-        .map(|item| item.planned.notification.duns.to_string())
-        .filter(|duns| !by_duns.contains_key(duns))
+        .filter(|duns| !by_duns.contains_key(*duns))
+    {
+        if let Some(moved) = moves.iter().find(|moved| &moved.from == duns) {
+            let holder = by_duns
+                .get(&moved.to)
+                .and_then(|companies| companies.iter().find(|c| c.id == moved.company_id));
+            if let Some(holder) = holder {
+                by_id.insert(holder.id.clone(), holder.clone());
+            }
+            hinted.insert(duns.clone(), moved.company_id.clone());
+        }
+    }
+    for item in work.iter() {
+        let duns = item.planned.notification.duns.to_string();
+        if !by_duns.contains_key(&duns)
+            && !hinted.contains_key(&duns)
+            && let Some(company) = checkpointed_company(item)
+        {
+            hinted.insert(duns, company);
+        }
+    }
+    let unread: Vec<String> = hinted
+        .values()
+        .filter(|id| !by_id.contains_key(*id))
+        .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    if !unresolved.is_empty() {
-        let moved = executor
-            .journal
-            .moved_companies(&unresolved)
-            .await
-            .unwrap_or_else(|error| {
-                tracing::error!(error = %error, "could not read the journal's company moves");
-                Vec::new()
-            });
-        for (duns, company) in moved {
-            hinted.entry(duns).or_insert(company);
-        }
-        for item in work.iter() {
-            let duns = item.planned.notification.duns.to_string();
-            if !by_duns.contains_key(&duns)
-                && let Some(company) = checkpointed_company(item)
-            {
-                hinted.insert(duns, company);
-            }
-        }
-    }
-    let mut by_id: HashMap<String, SimpleObject> = HashMap::new();
-    if !hinted.is_empty() {
-        let ids: Vec<String> = hinted
-            .values()
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for company in executor.client.read_companies(&ids, &wanted).await? {
+    if !unread.is_empty() {
+        for company in executor.client.read_companies(&unread, &wanted).await? {
             by_id.insert(company.id.clone(), company);
         }
     }

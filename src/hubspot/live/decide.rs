@@ -10,8 +10,8 @@ use chrono::DateTime;
 use serde_json::Value;
 
 use super::companies::CompanyFacts;
-use super::{HubSpotExecutor, Work};
-use crate::hubspot::error::HubSpotError;
+use super::{Halt, HubSpotExecutor, Work};
+use crate::dnb::NotificationType;
 use crate::journal::CompanyEvent;
 use crate::mapping::Action;
 use crate::mapping::lifecycle::{CompanyState, OpenTask, TaskRef, reversed_type};
@@ -24,7 +24,7 @@ pub(super) async fn decide(
     executor: &HubSpotExecutor,
     work: &mut [Work<'_>],
     facts: &HashMap<String, CompanyFacts>,
-) -> Result<(), HubSpotError> {
+) -> Result<(), Halt> {
     let mut by_company: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (position, item) in work.iter().enumerate().filter(|(_, item)| item.active()) {
         let company = item.company.as_ref().expect("active work has a company");
@@ -42,36 +42,35 @@ pub(super) async fn decide(
         .journal
         .company_history(&companies, &batch)
         .await
-        .unwrap_or_else(|error| {
-            // Without history no task is completed and a second task may be created; the
-            // batch still lands its alerts.
-            tracing::error!(error = %error, "could not read the companies' history from the journal");
-            Vec::new()
-        });
+        .map_err(|error| {
+            Halt::Journal(format!("could not read the companies' history: {error}"))
+        })?;
     let mut states = states_from(&history);
 
-    // Only the tasks a rule may act on need their current status.
-    let needs_tasks: HashSet<&String> = by_company
-        .iter()
-        .filter(|(_, positions)| {
-            positions.iter().any(|position| {
-                let item = &work[*position];
-                reversed_type(item.planned.notification.notification_type).is_some()
-                    || item
-                        .planned
-                        .plan
-                        .actions
-                        .iter()
-                        .any(|action| matches!(action, Action::CreateTask { .. }))
-            })
-        })
-        .map(|(company, _)| company)
-        .collect();
+    // Only the tasks a rule may act on need their current status: those of a type the batch
+    // plans a task for, or reverses, on the same company.
+    let mut relevant: HashSet<(&String, NotificationType)> = HashSet::new();
+    for (company, positions) in &by_company {
+        for position in positions {
+            let item = &work[*position];
+            let kind = item.planned.notification.notification_type;
+            relevant.extend(reversed_type(kind).map(|reversed| (company, reversed)));
+            if item
+                .planned
+                .plan
+                .actions
+                .iter()
+                .any(|action| matches!(action, Action::CreateTask { .. }))
+            {
+                relevant.insert((company, kind));
+            }
+        }
+    }
     let wanted: Vec<String> = states
         .iter()
-        .filter(|(company, _)| needs_tasks.contains(company))
-        .flat_map(|(_, state)| state.open_tasks.iter())
-        .filter_map(|open| match &open.task {
+        .flat_map(|(company, state)| state.open_tasks.iter().map(move |open| (company, open)))
+        .filter(|(company, open)| relevant.contains(&(*company, open.alert)))
+        .filter_map(|(_, open)| match &open.task {
             TaskRef::Existing(id) => Some(id.clone()),
             TaskRef::New(_) => None,
         })

@@ -247,9 +247,11 @@ pub(super) fn look_again(
 }
 
 /// Why a batch stopped before its end.
-enum Halt {
+pub(super) enum Halt {
     /// HubSpot as a whole failed.
     HubSpot(HubSpotError),
+    /// The journal could not say what the batch needs to act right (its history, its moves).
+    Journal(String),
     /// The portal lacks properties the bridge writes.
     Setup,
     /// The batch's lease was lost: another worker may own its notifications now.
@@ -483,6 +485,15 @@ impl Executor for HubSpotExecutor {
             )) => {
                 for item in &mut work {
                     item.fail(error.to_string(), false);
+                }
+                None
+            }
+            // Acting without the journal's record could act on the wrong company or repeat a
+            // task: the batch fails and is retried.
+            Err(Halt::Journal(error)) => {
+                tracing::error!(error = %error, "batch stopped: the journal could not be read");
+                for item in &mut work {
+                    item.fail(error.clone(), false);
                 }
                 None
             }

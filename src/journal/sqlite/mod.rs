@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     ActionRecord, ActionState, AppendOutcome, AttemptRecord, ClaimId, Claimed, CompanyEvent,
     Completion, Delivery, Detail, Filter, Journal, JournalError, JournalOptions, JournalStats,
-    NotificationId, ReplayOutcome, Status, StoredAction, Summary,
+    Move, NotificationId, ReplayOutcome, Status, StoredAction, Summary,
 };
 use crate::config::{SqliteSynchronous, StorageSettings};
 use writer::Command;
@@ -505,22 +505,26 @@ impl Journal for SqliteJournal {
             .await
     }
 
-    async fn moved_companies(
-        &self,
-        dunses: &[String],
-    ) -> Result<Vec<(String, String)>, JournalError> {
+    async fn moved_companies(&self, dunses: &[String]) -> Result<Vec<Move>, JournalError> {
         let list = serde_json::to_string(dunses).expect("strings serialise");
         self.readers
             .run(move |connection| {
                 let mut statement = connection.prepare_cached(
-                    "SELECT json_extract(detail, '$.moved_from'), json_extract(detail, '$.company')
+                    "SELECT json_extract(detail, '$.moved_from'), json_extract(detail, '$.moved_to'),
+                            json_extract(detail, '$.company')
                      FROM actions
                      WHERE json_extract(detail, '$.moved_from') IS NOT NULL
                        AND json_extract(detail, '$.moved_from') IN (SELECT value FROM json_each(?1))
                        AND state IN ('done', 'unknown')
                      ORDER BY updated_at DESC",
                 )?;
-                let rows = statement.query_map([list], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let rows = statement.query_map([list], |row| {
+                    Ok(Move {
+                        from: row.get(0)?,
+                        to: row.get(1)?,
+                        company_id: row.get(2)?,
+                    })
+                })?;
                 rows.collect()
             })
             .await
