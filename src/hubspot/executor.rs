@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 
 use crate::dnb::Notification;
-use crate::journal::{ActionRecord, ActionState, ClaimId, LeaseWatch, NotificationId};
+use crate::journal::{
+    ActionRecord, ActionState, ClaimId, DeferReason, LeaseWatch, NotificationId, SkipReason,
+};
 use crate::mapping::{Action, Plan};
 
 /// A claimed notification with its plan.
@@ -32,8 +34,8 @@ pub enum Execution {
     },
     /// Nothing could be done, for a reason such as `no_company`.
     Skipped {
-        /// Short reason word.
-        reason: String,
+        /// Why.
+        reason: SkipReason,
         /// Actions performed before the skip, if any.
         actions: Vec<ActionRecord>,
     },
@@ -50,9 +52,8 @@ pub enum Execution {
     },
     /// Not attempted, or abandoned, because HubSpot as a whole is unavailable; spends no attempt.
     Deferred {
-        /// `auth`, `rate_limit`, `outage`, `daily_limit`, `reconcile` (a lost create must first
-        /// show in search) or `lease_lost` (the batch stopped because its lease was lost).
-        reason: &'static str,
+        /// Why: HubSpot paused, a lost create waiting for search, order, a lost lease.
+        reason: DeferReason,
         /// How long to wait before trying again.
         wait: std::time::Duration,
         /// Actions that did succeed, or whose answer was lost, before HubSpot failed.

@@ -10,14 +10,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use strum::VariantArray;
+
+use crate::journal::PauseReason;
 use crate::telemetry::Metrics;
-use crate::telemetry::metrics::PAUSE_REASONS;
 
 /// A pause in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pause {
-    /// `auth`, `rate_limit`, `outage` or `daily_limit`.
-    pub reason: &'static str,
+    /// Why.
+    pub reason: PauseReason,
     /// When work may be tried again.
     pub until: Instant,
     /// What HubSpot said (never a secret).
@@ -42,20 +44,21 @@ impl HubSpotStatus {
     }
 
     /// Pauses workers for `duration`; logs when the pause begins or changes reason.
-    pub fn pause(&self, reason: &'static str, duration: Duration, message: String) {
+    pub fn pause(&self, reason: PauseReason, duration: Duration, message: String) {
         let mut pause = self.pause.lock().expect("pause state");
         if pause
             .as_ref()
             .is_none_or(|current| current.reason != reason)
         {
-            if reason == "auth" {
+            if reason == PauseReason::Auth {
                 tracing::error!(%message, retry_in_secs = duration.as_secs(), "HubSpot refused the credentials; workers paused, ingest continues");
             } else {
-                tracing::warn!(reason, %message, retry_in_secs = duration.as_secs(), "HubSpot unavailable; workers paused");
+                tracing::warn!(reason = reason.as_str(), %message, retry_in_secs = duration.as_secs(), "HubSpot unavailable; workers paused");
             }
         }
-        for known in PAUSE_REASONS {
-            self.metrics.hubspot_paused(known, known == reason);
+        for known in PauseReason::VARIANTS {
+            self.metrics
+                .hubspot_paused(known.as_str(), *known == reason);
         }
         *pause = Some(Pause {
             reason,
@@ -69,11 +72,11 @@ impl HubSpotStatus {
         let mut pause = self.pause.lock().expect("pause state");
         if let Some(ended) = pause.take() {
             tracing::info!(
-                reason = ended.reason,
+                reason = ended.reason.as_str(),
                 "HubSpot reachable again; workers resumed"
             );
-            for known in PAUSE_REASONS {
-                self.metrics.hubspot_paused(known, false);
+            for known in PauseReason::VARIANTS {
+                self.metrics.hubspot_paused(known.as_str(), false);
             }
         }
     }
@@ -96,7 +99,7 @@ impl HubSpotStatus {
             return ("disabled", Some("dry_run"));
         }
         match self.current() {
-            Some(pause) => ("paused", Some(pause.reason)),
+            Some(pause) => ("paused", Some(pause.reason.as_str())),
             None => ("ok", None),
         }
     }
@@ -110,7 +113,11 @@ mod tests {
     async fn a_pause_reports_its_reason_until_resumed() {
         let metrics = Arc::new(Metrics::new());
         let status = HubSpotStatus::new(true, metrics.clone());
-        status.pause("outage", Duration::from_secs(30), "HTTP 503".into());
+        status.pause(
+            PauseReason::Outage,
+            Duration::from_secs(30),
+            "HTTP 503".into(),
+        );
         assert_eq!(status.readiness(), ("paused", Some("outage")));
         assert!(status.remaining().unwrap() <= Duration::from_secs(30));
         assert!(

@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod lease;
+pub mod reason;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use crate::dnb::IncomingItem;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use lease::{LeaseLost, LeaseSignal, LeaseWatch, lease_watch};
+pub use reason::{DeadReason, DeferReason, PauseReason, SkipReason};
 
 /// Journal row id of a notification.
 pub type NotificationId = i64;
@@ -270,8 +272,8 @@ pub enum Outcome {
     },
     /// Nothing to do.
     Skipped {
-        /// Short reason word, e.g. `no_company`.
-        reason: String,
+        /// Why.
+        reason: SkipReason,
     },
     /// Its own failure; tried again at `next_attempt_at_ms`.
     Retry {
@@ -284,15 +286,15 @@ pub enum Outcome {
     },
     /// Failed for too long, or cannot ever succeed.
     Dead {
-        /// Short reason word.
-        reason: String,
+        /// Why.
+        reason: DeadReason,
         /// What failed.
         error: String,
     },
     /// Not attempted because HubSpot as a whole is unavailable; no attempt is spent.
     Deferred {
-        /// Why, e.g. `outage`.
-        reason: String,
+        /// Why.
+        reason: DeferReason,
         /// When to try again.
         next_attempt_at_ms: i64,
     },

@@ -73,10 +73,6 @@ pub const REQUEST_REJECT_REASONS: [&str; 7] = [
     "malformed_body",
     "overloaded",
 ];
-/// Reasons workers pause (the `reason` label of `bridge_hubspot_paused`); `setup` (HubSpot
-/// lacks properties the bridge writes) extends the contract's four.
-pub const PAUSE_REASONS: [&str; 5] = ["auth", "rate_limit", "outage", "daily_limit", "setup"];
-
 const SECONDS_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
@@ -411,8 +407,10 @@ fn describe() {
     for status in Status::ALL {
         gauge!(JOURNAL_NOTIFICATIONS, "status" => status.as_str()).set(0.0);
     }
-    for reason in PAUSE_REASONS {
-        gauge!(HUBSPOT_PAUSED, "reason" => reason).set(0.0);
+    // The `reason` label's values: `setup` (HubSpot lacks properties the bridge writes)
+    // extends the contract's four.
+    for reason in <crate::journal::PauseReason as strum::VariantArray>::VARIANTS {
+        gauge!(HUBSPOT_PAUSED, "reason" => reason.as_str()).set(0.0);
     }
     counter!(DUPLICATES).absolute(0);
     counter!(JOURNAL_PURGED).absolute(0);

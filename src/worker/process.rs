@@ -170,7 +170,7 @@ impl Processor {
                 actions,
             }) => (
                 Outcome::Deferred {
-                    reason: reason.to_string(),
+                    reason,
                     next_attempt_at_ms: now + wait.as_millis() as i64,
                 },
                 actions,

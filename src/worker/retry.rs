@@ -10,7 +10,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use crate::config::WorkerSettings;
-use crate::journal::{Claimed, Outcome};
+use crate::journal::{Claimed, DeadReason, Outcome};
 
 /// The retry schedule and the give-up age.
 #[derive(Debug, Clone)]
@@ -57,12 +57,12 @@ impl RetryPolicy {
         let failing_for = Duration::from_millis((now_ms - first_failed_at_ms).max(0) as u64);
         if permanent {
             Outcome::Dead {
-                reason: "invalid".into(),
+                reason: DeadReason::Invalid,
                 error,
             }
         } else if failing_for >= self.dead_after {
             Outcome::Dead {
-                reason: "failed_too_long".into(),
+                reason: DeadReason::FailedTooLong,
                 error,
             }
         } else {
@@ -136,8 +136,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let outcome = policy.after_failure(&claimed(50, Some(0)), "boom".into(), false, 3_600_000);
-        assert!(matches!(outcome, Outcome::Dead { ref reason, .. } if reason == "failed_too_long"));
+        assert!(matches!(
+            outcome,
+            Outcome::Dead {
+                reason: DeadReason::FailedTooLong,
+                ..
+            }
+        ));
         let outcome = policy.after_failure(&claimed(0, None), "bad input".into(), true, 0);
-        assert!(matches!(outcome, Outcome::Dead { ref reason, .. } if reason == "invalid"));
+        assert!(matches!(
+            outcome,
+            Outcome::Dead {
+                reason: DeadReason::Invalid,
+                ..
+            }
+        ));
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use dnb_hubspot_bridge::config::{StorageSettings, WorkerSettings};
 use dnb_hubspot_bridge::dnb::{BodyFormat, parse_body};
 use dnb_hubspot_bridge::journal::{
-    self, ActionRecord, ActionState, Clock, Completion, Delivery, Journal, JournalError,
-    JournalOptions, ManualClock, Outcome, now_ms,
+    self, ActionRecord, ActionState, Clock, Completion, DeadReason, DeferReason, Delivery, Journal,
+    JournalError, JournalOptions, ManualClock, Outcome, now_ms,
 };
 use dnb_hubspot_bridge::worker::RetryPolicy;
 use serde_json::json;
@@ -312,7 +312,7 @@ async fn dead_notifications_release_their_duns() {
     .await;
     let claimed = fixture.journal.claim("worker-a", 1, LONG).await.unwrap();
     let dead = Outcome::Dead {
-        reason: "failed_too_long".into(),
+        reason: DeadReason::FailedTooLong,
         error: "boom".into(),
     };
     fixture
@@ -406,7 +406,7 @@ async fn a_deferral_keeps_the_run_of_failures_so_dead_after_counts_from_its_star
         },
         // HubSpot paused (an outage or a rate limit) between two failures of its own.
         Outcome::Deferred {
-            reason: "outage".into(),
+            reason: DeferReason::Outage,
             next_attempt_at_ms: now - 1,
         },
     ];
@@ -433,7 +433,13 @@ async fn a_deferral_keeps_the_run_of_failures_so_dead_after_counts_from_its_star
     assert_eq!(claimed[0].attempts, 1, "the deferral spent no attempt");
     let outcome = policy.after_failure(&claimed[0], "HTTP 400".into(), false, now);
     assert!(
-        matches!(outcome, Outcome::Dead { ref reason, .. } if reason == "failed_too_long"),
+        matches!(
+            outcome,
+            Outcome::Dead {
+                reason: DeadReason::FailedTooLong,
+                ..
+            }
+        ),
         "{outcome:?}"
     );
 }

@@ -13,7 +13,7 @@ use crate::hubspot::client::BATCH_LIMIT;
 use crate::hubspot::error::HubSpotError;
 use crate::hubspot::executor::Execution;
 use crate::hubspot::model::{BatchAnswer, CreateInput, SimpleObject, UpdateInput};
-use crate::journal::{ActionRecord, ActionState};
+use crate::journal::{ActionRecord, ActionState, DeferReason, SkipReason};
 use crate::mapping::lifecycle::MONITORING_STATUS;
 use crate::mapping::render::{CompanyView, SuccessorView};
 use crate::mapping::{Action, ActionKind};
@@ -247,7 +247,7 @@ pub(super) async fn resolve(
                 }
                 None => {
                     item.ended = Some(Execution::Skipped {
-                        reason: "no_company".into(),
+                        reason: SkipReason::NoCompany,
                         actions: Vec::new(),
                     })
                 }
@@ -305,7 +305,7 @@ pub(super) async fn create_missing(
         match work[creator].company.clone() {
             Some(company) => work[position].company = Some(company),
             // Per-DUNS order: nothing acts before the company exists.
-            None => work[position].defer("order", Duration::ZERO),
+            None => work[position].defer(DeferReason::Order, Duration::ZERO),
         }
     }
     result

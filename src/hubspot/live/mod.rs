@@ -41,7 +41,8 @@ use super::quota;
 use super::status::HubSpotStatus;
 use crate::config::HubSpotSettings;
 use crate::journal::{
-    ActionRecord, ActionState, Journal, LeaseLost, LeaseWatch, StoredAction, now_ms,
+    ActionRecord, ActionState, DeferReason, Journal, LeaseLost, LeaseWatch, PauseReason,
+    StoredAction, now_ms,
 };
 use crate::mapping::lifecycle::Decision;
 use crate::mapping::render::{CompanyView, SuccessorView};
@@ -127,11 +128,7 @@ impl HubSpotExecutor {
     }
 
     /// Pauses the workers for a failure of HubSpot as a whole at `now` and says for how long.
-    async fn pause_for(
-        &self,
-        error: &HubSpotError,
-        now: DateTime<Utc>,
-    ) -> (&'static str, Duration) {
+    async fn pause_for(&self, error: &HubSpotError, now: DateTime<Utc>) -> (PauseReason, Duration) {
         let (reason, wait) = match error {
             HubSpotError::RateLimited {
                 daily: true,
@@ -146,16 +143,18 @@ impl HubSpotExecutor {
                         .ok()
                         .and_then(|zone| quota::until_daily_reset(now, &zone)),
                 };
-                ("daily_limit", wait.unwrap_or(DAILY_PAUSE))
+                (PauseReason::DailyLimit, wait.unwrap_or(DAILY_PAUSE))
             }
-            HubSpotError::RateLimited { retry_after, .. } => {
-                ("rate_limit", retry_after.unwrap_or(Duration::from_secs(10)))
-            }
-            HubSpotError::Unauthorized { .. } => ("auth", self.auth_probe),
-            HubSpotError::Unavailable { retry_after, .. } => {
-                ("outage", retry_after.unwrap_or(self.outage_pause))
-            }
-            _ => ("outage", self.outage_pause),
+            HubSpotError::RateLimited { retry_after, .. } => (
+                PauseReason::RateLimit,
+                retry_after.unwrap_or(Duration::from_secs(10)),
+            ),
+            HubSpotError::Unauthorized { .. } => (PauseReason::Auth, self.auth_probe),
+            HubSpotError::Unavailable { retry_after, .. } => (
+                PauseReason::Outage,
+                retry_after.unwrap_or(self.outage_pause),
+            ),
+            _ => (PauseReason::Outage, self.outage_pause),
         };
         let message = match error {
             HubSpotError::Unauthorized { missing_scopes, .. } if !missing_scopes.is_empty() => {
@@ -172,7 +171,10 @@ impl HubSpotExecutor {
     /// reason `setup` instead of failing every batch.
     async fn check_pause(&self) -> Result<bool, HubSpotError> {
         let pause = self.status.current();
-        if pause.as_ref().is_some_and(|pause| pause.reason == "auth") {
+        if pause
+            .as_ref()
+            .is_some_and(|pause| pause.reason == PauseReason::Auth)
+        {
             self.client.account_details().await?;
         }
         if !self
@@ -190,7 +192,7 @@ impl HubSpotExecutor {
                 .collect();
             if !missing.is_empty() {
                 self.status.pause(
-                    "setup",
+                    PauseReason::Setup,
                     self.auth_probe,
                     format!("HubSpot lacks the company properties {}; run `dnb-hubspot-bridge bootstrap`", missing.join(", ")),
                 );
@@ -331,7 +333,7 @@ impl Work<'_> {
     }
 
     /// Ends this notification without spending an attempt, to be taken again after `wait`.
-    pub fn defer(&mut self, reason: &'static str, wait: Duration) {
+    pub fn defer(&mut self, reason: DeferReason, wait: Duration) {
         if self.ended.is_none() {
             self.ended = Some(Execution::Deferred {
                 reason,
@@ -352,7 +354,7 @@ impl Work<'_> {
             .collect()
     }
 
-    fn finish(self, deferred: Option<(&'static str, Duration)>) -> Execution {
+    fn finish(self, deferred: Option<(DeferReason, Duration)>) -> Execution {
         let unaccounted = self.unaccounted();
         let actions = self.records;
         match self.ended {
@@ -382,7 +384,7 @@ impl Work<'_> {
                 },
                 // Not this notification's failure: wait for search to catch up, spending no attempt.
                 (None, Some(wait)) => Execution::Deferred {
-                    reason: "reconcile",
+                    reason: DeferReason::Reconcile,
                     wait,
                     actions,
                 },
@@ -474,9 +476,9 @@ impl Executor for HubSpotExecutor {
             Ok(()) => None,
             // Its outcome is refused if another claim took the notifications; if none did,
             // they are due again at once, without spending an attempt.
-            Err(Halt::LeaseLost) => Some(("lease_lost", Duration::ZERO)),
+            Err(Halt::LeaseLost) => Some((DeferReason::LeaseLost, Duration::ZERO)),
             // The setup check has already paused the workers with its own message.
-            Err(Halt::Setup) => Some(("setup", self.auth_probe)),
+            Err(Halt::Setup) => Some((DeferReason::Setup, self.auth_probe)),
             // An answer that does not parse, or a read HubSpot refused (400, 404): the batch's own
             // failure, not HubSpot's as a whole. It spends attempts and ends `dead` with HubSpot's
             // message if it keeps failing, while the other workers carry on.
@@ -497,7 +499,10 @@ impl Executor for HubSpotExecutor {
                 }
                 None
             }
-            Err(Halt::HubSpot(error)) => Some(self.pause_for(&error, Utc::now()).await),
+            Err(Halt::HubSpot(error)) => {
+                let (reason, wait) = self.pause_for(&error, Utc::now()).await;
+                Some((reason.into(), wait))
+            }
         };
         work.into_iter().map(|item| item.finish(deferred)).collect()
     }

@@ -1028,7 +1028,7 @@ impl<'a> StatusChange<'a> {
                 ..change("done", 1)
             },
             Outcome::Skipped { reason } => StatusChange {
-                reason: Some(reason),
+                reason: Some(reason.as_str()),
                 dry_run: Some(false),
                 ..change("skipped", 1)
             },
@@ -1043,7 +1043,7 @@ impl<'a> StatusChange<'a> {
                 ..change("pending", 1)
             },
             Outcome::Dead { reason, error } => StatusChange {
-                reason: Some(reason),
+                reason: Some(reason.as_str()),
                 error: Some(error),
                 ..change("dead", 1)
             },
@@ -1054,7 +1054,7 @@ impl<'a> StatusChange<'a> {
                 next_attempt_at_ms,
             } => StatusChange {
                 next_attempt_at: Some(*next_attempt_at_ms),
-                error: Some(reason),
+                error: Some(reason.as_str()),
                 ..change("pending", 0)
             },
         }
@@ -1148,9 +1148,8 @@ fn complete(
         |statement, base, completion| {
             let error = match &completion.outcome {
                 Outcome::Retry { error, .. } | Outcome::Dead { error, .. } => Some(error.as_str()),
-                Outcome::Deferred { reason, .. } | Outcome::Skipped { reason } => {
-                    Some(reason.as_str())
-                }
+                Outcome::Deferred { reason, .. } => Some(reason.as_str()),
+                Outcome::Skipped { reason } => Some(reason.as_str()),
                 Outcome::Done { .. } => None,
             };
             statement.raw_bind_parameter(base, completion.id)?;
