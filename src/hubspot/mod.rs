@@ -5,8 +5,8 @@
 pub mod client;
 pub mod error;
 pub mod executor;
-pub mod live;
 pub mod model;
+pub mod portal;
 pub mod properties;
 pub mod quota;
 pub mod rate_limit;
@@ -15,5 +15,5 @@ pub mod status;
 pub use client::{ApiVersion, HubSpotClient};
 pub use error::HubSpotError;
 pub use executor::{DryRunExecutor, Execution, Executor, Planned};
-pub use live::HubSpotExecutor;
+pub use portal::HubSpotExecutor;
 pub use status::HubSpotStatus;
