@@ -205,13 +205,7 @@ mod tests {
 
     fn apply(state: &mut CompanyState, position: usize, kind: &str, delivered: &str) -> Decision {
         let notification = notification(kind, delivered);
-        let rules = ActionRules::new(
-            &std::collections::BTreeMap::new(),
-            &ActionRules::DEFAULT_CRITICAL_TYPES,
-            true,
-            "duns_number",
-            &BTreeMap::new(),
-        );
+        let rules = ActionRules::default();
         state.apply(
             position,
             &notification,

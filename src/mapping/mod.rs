@@ -27,6 +27,20 @@ pub struct ActionRules {
     company_fields: BTreeMap<String, String>,
 }
 
+/// The contract's defaults: its action table and critical types, missing companies created,
+/// the DUNS in `duns_number`, the default company fields.
+impl Default for ActionRules {
+    fn default() -> Self {
+        Self::new(
+            &BTreeMap::new(),
+            &Self::DEFAULT_CRITICAL_TYPES,
+            true,
+            "duns_number",
+            &BTreeMap::new(),
+        )
+    }
+}
+
 impl ActionRules {
     /// The contract's default types whose tasks are HIGH priority.
     pub const DEFAULT_CRITICAL_TYPES: [NotificationType; 4] = [

@@ -253,7 +253,7 @@ mod tests {
         use crate::mapping::{Action, plan};
         use serde_json::json;
 
-        let rules = crate::config::HubSpotSettings::default().action_rules();
+        let rules = crate::mapping::ActionRules::default();
         let notification = Notification::from_value(&json!({"type": "DELETE",
             "organization": {"duns": "021258997", "primaryName": "Smith & Sons <UK>"},
             "elements": [{"element": "organization.primaryName", "previous": "O'Brien & Co",
