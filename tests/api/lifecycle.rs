@@ -591,3 +591,31 @@ async fn a_create_answer_without_the_company_is_retried_and_its_followers_wait_f
     assert_eq!(companies[0].property("dnb_last_alert_type"), Some("UPDATE"));
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn a_field_sync_with_nothing_to_write_is_done_not_retried() {
+    use dnb_hubspot_bridge::dnb::NotificationType;
+    use dnb_hubspot_bridge::mapping::ActionKind;
+    let fake = portal(FakeConfig::default()).await;
+    fake.add_company([("name", "Same Co"), ("duns_number", DUNS)]);
+    let app = bridge_with(&fake, |settings| {
+        settings.hubspot.actions.insert(
+            NotificationType::Update,
+            vec![ActionKind::UpdateCompany, ActionKind::CreateNote],
+        );
+    })
+    .await;
+    let mut update = notification("UPDATE", DUNS, "2024-05-13T08:00:00.000Z");
+    update["elements"] = json!([{"element": "organization.dunsControlStatus.isMarketable",
+                                 "previous": false, "current": true}]);
+    deliver(&app, vec![update]).await;
+    assert_eq!(statuses(&app)[0].1, "done");
+    assert_eq!(
+        app.count("SELECT count(*) FROM attempts WHERE outcome <> 'done'"),
+        0,
+        "nothing to write is not an unconfirmed write"
+    );
+    assert_eq!(fake.calls(Endpoint::BatchUpdate(ObjectType::Companies)), 0);
+    assert_eq!(fake.notes().len(), 1);
+    fake.assert_no_violations();
+}

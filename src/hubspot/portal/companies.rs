@@ -485,6 +485,10 @@ async fn create_companies(
             ));
             item.company = Some(view(id));
         } else if let Some(error) = refused.get(&duns) {
+            // HubSpot answered that it created nothing: the intent goes back to planned.
+            let mut planned = create_intent(&duns, 0);
+            planned.state = ActionState::Planned;
+            item.records.push(planned);
             item.fail(
                 format!("HubSpot refused to create the company: {error}"),
                 true,
@@ -539,6 +543,8 @@ pub(super) async fn update(
     order.sort_by_key(|position| (work[*position].planned.notification.delivered_at, *position));
     let mut merged: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut moves = Vec::new();
+    // Positions whose changes are in the update: their outcome depends on HubSpot's answer.
+    let mut sent = BTreeSet::new();
     for &position in &order {
         let item = &work[position];
         let company = item.company.as_ref().expect("active work has a company");
@@ -565,6 +571,7 @@ pub(super) async fn update(
             _ => {}
         }
         if !properties.is_empty() {
+            sent.insert(position);
             // Companies sharing the DUNS with this older one are flagged as its duplicates.
             for other in &company.other_ids_with_same_duns {
                 merged
@@ -617,8 +624,7 @@ pub(super) async fn update(
         let item = &mut work[position];
         let company = item.company.clone().expect("active work has a company");
         let changes = decided_changes(item);
-        let writes = changes.iter().any(|(_, values)| !values.is_empty());
-        if writes {
+        if sent.contains(&position) {
             if let Some(error) = refused.get(&company.id) {
                 item.fail(format!("HubSpot refused the company update: {error}"), true);
                 continue;
