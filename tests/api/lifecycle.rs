@@ -619,3 +619,36 @@ async fn a_field_sync_with_nothing_to_write_is_done_not_retried() {
     assert_eq!(fake.notes().len(), 1);
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn a_reversal_retried_after_its_note_failed_still_says_what_it_completed() {
+    let fake = portal(FakeConfig::default()).await;
+    fake.add_company([("name", "Retry Co"), ("duns_number", DUNS)]);
+    let app = bridge(&fake).await;
+    deliver(
+        &app,
+        vec![notification(
+            "UNDER_REVIEW",
+            DUNS,
+            "2024-05-13T08:00:00.000Z",
+        )],
+    )
+    .await;
+    fake.fail_next(
+        Endpoint::BatchCreate(ObjectType::Notes),
+        1,
+        Fault::status(500),
+    );
+    deliver(
+        &app,
+        vec![notification("REVIEWED", DUNS, "2024-05-13T09:00:00.000Z")],
+    )
+    .await;
+    assert_eq!(open_tasks(&fake), 0);
+    assert_eq!(fake.calls(Endpoint::BatchUpdate(ObjectType::Tasks)), 1);
+    assert!(
+        note_containing(&fake.notes(), "was marked completed").is_some(),
+        "the retried note still says so"
+    );
+    fake.assert_no_violations();
+}

@@ -23,6 +23,15 @@ pub(super) async fn complete(
     work: &mut [Work<'_>],
 ) -> Result<(), HubSpotError> {
     let mut wanted: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for item in work.iter_mut() {
+        // An earlier attempt completed them: its note still says how many.
+        if let Some(done) = item.done(COMPLETE_TASK) {
+            item.completed = serde_json::from_str::<serde_json::Value>(&done.detail)
+                .ok()
+                .and_then(|detail| detail["tasks"].as_array().map(Vec::len))
+                .unwrap_or(0);
+        }
+    }
     for (position, item) in work.iter().enumerate() {
         if !item.active() || item.done(COMPLETE_TASK).is_some() {
             continue;
