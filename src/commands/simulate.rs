@@ -288,7 +288,7 @@ fn live_through(
         let mut lines = Vec::new();
         if let Some(newer) = decision.late_behind {
             lines.push(format!(
-                "late: the company already shows an alert from {}; no field is written",
+                "late: the company already shows an alert from {}; it writes only what no newer alert set",
                 newer.to_rfc3339_opts(SecondsFormat::Millis, true)
             ));
         }

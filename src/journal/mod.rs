@@ -524,9 +524,9 @@ pub trait Journal: Send + Sync + 'static {
     ) -> Result<Vec<(String, String)>, JournalError>;
 
     /// What the bridge did to these HubSpot companies, oldest first: the done actions whose
-    /// detail names the company and that are tasks (created or completed) or belong to a
-    /// reversing notification (UNDELETE, REVIEWED). Actions of `except` (the batch in hand,
-    /// which has its own checkpoints) are left out.
+    /// detail names the company (property writes, tasks created and completed; notes left
+    /// out). Actions of `except` (the batch in hand, which has its own checkpoints) are left
+    /// out.
     async fn company_history(
         &self,
         company_ids: &[String],

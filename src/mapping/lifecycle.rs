@@ -4,7 +4,9 @@
 //! `simulate` (which keeps it in memory).
 //!
 //! - Older never overwrites newer: a notification older than the company's
-//!   last alert writes no alert-tracking property and no company field.
+//!   last alert writes no alert-tracking property and no company field that
+//!   a newer notification wrote (the last-alert properties never; the
+//!   monitoring status and company fields only where no newer one set them).
 //! - Reversals close the work they reverse: UNDELETE completes the open tasks
 //!   of older DELETE notifications, REVIEWED those of UNDER_REVIEW.
 //! - One open task per company and type; no task for an alert that a newer
@@ -66,7 +68,16 @@ pub struct CompanyState {
     pub open_tasks: Vec<OpenTask>,
     /// Reversing notifications that acted on the company: type and delivery time.
     pub reversals: Vec<(NotificationType, DateTime<Utc>)>,
+    /// The newest delivery time of a notification that wrote each property.
+    pub written: BTreeMap<String, DateTime<Utc>>,
 }
+
+/// The alert-tracking properties every notification writes: `dnb_last_alert_at` dates them.
+const LAST_ALERT: [&str; 3] = [
+    "dnb_last_alert_type",
+    "dnb_last_alert_at",
+    "dnb_critical_alert",
+];
 
 /// What to do about a planned task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,10 +97,10 @@ pub enum TaskDecision {
 pub struct Decision {
     /// Set when the company already shows a newer alert (its time).
     pub late_behind: Option<DateTime<Utc>>,
-    /// Alert-tracking properties to write (empty when late or not planned).
+    /// Alert-tracking properties to write (none a newer notification wrote).
     pub tracking: BTreeMap<String, String>,
-    /// Whether its company fields (`update_company`) may be written.
-    pub write_fields: bool,
+    /// Company fields (`update_company`) to write (none a newer notification wrote).
+    pub fields: BTreeMap<String, String>,
     /// Its task.
     pub task: TaskDecision,
     /// Open tasks it completes.
@@ -122,8 +133,7 @@ impl CompanyState {
         if let Some(properties) = plan.actions.iter().find_map(|action| match action {
             Action::UpdateProperty { properties } => Some(properties),
             _ => None,
-        }) && late_behind.is_none()
-        {
+        }) {
             tracking = properties.clone();
             match status_after(kind) {
                 Some(status) => {
@@ -136,10 +146,23 @@ impl CompanyState {
                     tracking.remove(MONITORING_STATUS);
                 }
             }
+            if late_behind.is_some() {
+                tracking.retain(|name, _| !LAST_ALERT.contains(&name.as_str()));
+            }
+            self.keep_unwritten_since(&mut tracking, at);
             if let Some(status) = tracking.get(MONITORING_STATUS) {
                 self.monitoring_status = Some(status.clone());
             }
         }
+        let mut fields = plan
+            .actions
+            .iter()
+            .find_map(|action| match action {
+                Action::UpdateCompany { properties, .. } => Some(properties.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        self.keep_unwritten_since(&mut fields, at);
         if late_behind.is_none() {
             self.last_alert_at = Some(at);
         }
@@ -184,9 +207,22 @@ impl CompanyState {
         Decision {
             late_behind,
             tracking,
-            write_fields: late_behind.is_none(),
+            fields,
             task,
             completes,
+        }
+    }
+
+    /// Drops the properties a notification newer than `at` wrote, and notes the rest as
+    /// written at `at`.
+    fn keep_unwritten_since(
+        &mut self,
+        properties: &mut BTreeMap<String, String>,
+        at: DateTime<Utc>,
+    ) {
+        properties.retain(|name, _| self.written.get(name).is_none_or(|newest| *newest <= at));
+        for name in properties.keys() {
+            self.written.insert(name.clone(), at);
         }
     }
 }
@@ -219,8 +255,11 @@ mod tests {
         let undelete = apply(&mut state, 0, "UNDELETE", "2024-05-13T09:00:00Z");
         assert_eq!(undelete.tracking["dnb_last_alert_type"], "UNDELETE");
         let delete = apply(&mut state, 1, "DELETE", "2024-05-13T08:00:00Z");
-        assert!(delete.tracking.is_empty());
-        assert!(!delete.write_fields);
+        assert!(
+            delete.tracking.is_empty(),
+            "the newer UNDELETE wrote every alert property: {:?}",
+            delete.tracking
+        );
         assert_eq!(
             delete.late_behind.unwrap().to_rfc3339(),
             "2024-05-13T09:00:00+00:00"
@@ -230,6 +269,49 @@ mod tests {
             TaskDecision::Reversed(NotificationType::Undelete, _)
         ));
         assert_eq!(state.monitoring_status.as_deref(), Some("monitored"));
+    }
+
+    #[test]
+    fn a_late_notification_writes_only_what_no_newer_one_wrote() {
+        let mut state = CompanyState {
+            monitoring_status: Some("monitored".into()),
+            ..CompanyState::default()
+        };
+        // A newer UPDATE leaves the status alone, so a late DELETE still sets it.
+        apply(&mut state, 0, "UPDATE", "2024-05-13T09:00:00Z");
+        let delete = apply(&mut state, 1, "DELETE", "2024-05-13T08:00:00Z");
+        assert!(delete.late_behind.is_some());
+        assert_eq!(
+            delete.tracking,
+            BTreeMap::from([(MONITORING_STATUS.to_string(), "deleted".to_string())])
+        );
+        assert_eq!(delete.task, TaskDecision::Create, "nothing reversed it");
+
+        // Fields: a late FULL_PRODUCT keeps the phone a newer notification wrote.
+        let mut state = CompanyState {
+            last_alert_at: Some("2024-05-13T09:00:00Z".parse().unwrap()),
+            written: BTreeMap::from([(
+                "phone".to_string(),
+                "2024-05-13T09:00:00Z".parse().unwrap(),
+            )]),
+            ..CompanyState::default()
+        };
+        let profile = Notification::from_value(&json!({"type": "FULL_PRODUCT",
+            "organization": {"duns": "804735132", "primaryName": "Acme",
+                             "telephone": [{"telephoneNumber": "5550100"}]},
+            "deliveryTimeStamp": "2024-05-13T08:00:00Z"}))
+        .unwrap();
+        let decision = state.apply(0, &profile, &plan(1, &profile, &ActionRules::default()));
+        assert_eq!(
+            decision.fields.get("name").map(String::as_str),
+            Some("Acme")
+        );
+        assert!(
+            !decision.fields.contains_key("phone"),
+            "{:?}",
+            decision.fields
+        );
+        assert!(!decision.tracking.contains_key("dnb_last_alert_type"));
     }
 
     #[test]

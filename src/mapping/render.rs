@@ -180,7 +180,7 @@ fn remarks(notification_type: NotificationType, remarks: &Remarks) -> Vec<Piece>
     if let Some(newer) = remarks.late_behind {
         said.push(format!(
             "This alert arrived late: the company already shows a newer D&B alert (from {}), \
-             so its fields were left as they are.",
+             so nothing that a newer alert set was changed.",
             when(newer)
         ));
     }

@@ -652,3 +652,39 @@ async fn a_reversal_retried_after_its_note_failed_still_says_what_it_completed()
     );
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn a_late_delete_after_an_unrelated_update_still_marks_the_company_deleted() {
+    let fake = portal(FakeConfig::default()).await;
+    let company = fake.add_company([
+        ("name", "Closing Co"),
+        ("duns_number", DUNS),
+        ("dnb_monitoring_status", "monitored"),
+    ]);
+    let app = bridge(&fake).await;
+    deliver(
+        &app,
+        vec![notification("UPDATE", DUNS, "2024-05-13T09:00:00.000Z")],
+    )
+    .await;
+    deliver(
+        &app,
+        vec![notification("DELETE", DUNS, "2024-05-13T08:00:00.000Z")],
+    )
+    .await;
+
+    let record = fake.company(&company).unwrap();
+    assert_eq!(record.property("dnb_last_alert_type"), Some("UPDATE"));
+    assert_eq!(
+        record.property("dnb_last_alert_at"),
+        Some("2024-05-13T09:00:00.000Z")
+    );
+    assert_eq!(
+        record.property("dnb_monitoring_status"),
+        Some("deleted"),
+        "no newer alert set the status, so the late DELETE does"
+    );
+    assert_eq!(open_tasks(&fake), 1, "nothing reversed the deletion");
+    assert!(note_containing(&fake.notes(), "arrived late").is_some());
+    fake.assert_no_violations();
+}

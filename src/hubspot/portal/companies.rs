@@ -478,10 +478,13 @@ async fn create_companies(
             // Found, not created: its fields are written by the update step.
             item.company = Some(view(id));
         } else if let Some(id) = created.get(&duns) {
+            let names: Vec<String> = creatable_properties(item)
+                .map(|properties| properties.keys().cloned().collect())
+                .unwrap_or_default();
             item.records.push(company_record(
                 ActionKind::UpdateCompany.as_str(),
                 id,
-                json!({"created": true, "duns": duns}),
+                json!({"created": true, "duns": duns, "properties": names}),
             ));
             item.company = Some(view(id));
         } else if let Some(error) = refused.get(&duns) {
@@ -507,8 +510,7 @@ async fn create_companies(
 }
 
 /// The company properties one notification writes, as decided: nothing it already wrote
-/// (checkpoints), and no field or alert-tracking value when it is older than the company's
-/// last alert.
+/// (checkpoints), and no field or alert-tracking value a newer notification wrote.
 fn decided_changes(item: &Work<'_>) -> Vec<(ActionKind, BTreeMap<String, String>)> {
     let Some(decision) = &item.decision else {
         return Vec::new();
@@ -519,10 +521,7 @@ fn decided_changes(item: &Work<'_>) -> Vec<(ActionKind, BTreeMap<String, String>
             Action::UpdateProperty { .. } => {
                 (ActionKind::UpdateProperty, decision.tracking.clone())
             }
-            Action::UpdateCompany { properties, .. } if decision.write_fields => {
-                (ActionKind::UpdateCompany, properties.clone())
-            }
-            Action::UpdateCompany { .. } => (ActionKind::UpdateCompany, BTreeMap::new()),
+            Action::UpdateCompany { .. } => (ActionKind::UpdateCompany, decision.fields.clone()),
             _ => continue,
         };
         if item.recorded(kind.as_str()).is_none() {
@@ -645,7 +644,7 @@ pub(super) async fn update(
             let names: Vec<&String> = properties.keys().collect();
             let mut detail = json!({"properties": names});
             if properties.is_empty() {
-                detail["reason"] = json!("older_than_company_alert");
+                detail["reason"] = json!("written_by_newer_alert");
             }
             if let (ActionKind::UpdateProperty, Some((old, new))) = (kind, &moved) {
                 detail["moved_from"] = json!(old);

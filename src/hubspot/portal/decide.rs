@@ -111,7 +111,8 @@ pub(super) async fn decide(
     Ok(())
 }
 
-/// Each company's open tasks (as the journal knows them) and reversals, from its history.
+/// Each company's open tasks (as the journal knows them), reversals and the newest writer of
+/// each property, from its history.
 fn states_from(history: &[CompanyEvent]) -> HashMap<String, CompanyState> {
     let completed: HashSet<String> = history
         .iter()
@@ -135,6 +136,16 @@ fn states_from(history: &[CompanyEvent]) -> HashMap<String, CompanyState> {
         let state = states.entry(event.company_id.clone()).or_default();
         if reversed_type(kind).is_some() && seen_reversals.insert(event.notification_id) {
             state.reversals.push((kind, at));
+        }
+        if matches!(event.kind.as_str(), "update_property" | "update_company")
+            && let Ok(detail) = serde_json::from_str::<Value>(&event.detail)
+        {
+            for name in detail["properties"].as_array().into_iter().flatten() {
+                if let Some(name) = name.as_str() {
+                    let newest = state.written.entry(name.to_string()).or_insert(at);
+                    *newest = (*newest).max(at);
+                }
+            }
         }
         if event.kind == "create_task"
             && let Some(task) = &event.object_id

@@ -482,8 +482,7 @@ impl Journal for SqliteJournal {
                        AND json_extract(a.detail, '$.company') IN (SELECT value FROM json_each(?1))
                        AND a.state = 'done'
                        AND a.notification_id NOT IN (SELECT value FROM json_each(?2))
-                       AND (a.kind IN ('create_task', 'complete_task')
-                            OR n.type IN ('UNDELETE', 'REVIEWED'))
+                       AND a.kind <> 'create_note'
                      ORDER BY n.delivered_at, a.notification_id",
                 )?;
                 let rows = statement.query_map([companies, except], |row| {
