@@ -45,7 +45,7 @@ pub struct Settings {
     pub hubspot: HubSpotSettings,
     /// Logging.
     pub log: LogSettings,
-    /// D&B Direct+ access for `pull` (not used by the server yet).
+    /// D&B as a source: Direct+ pull, delivery files, SFTP.
     pub dnb: DnbSettings,
 }
 
@@ -360,27 +360,106 @@ pub enum LogFormat {
     Json,
 }
 
-/// `dnb.*`: D&B Direct+ access for the `pull` command.
+/// `dnb.*`: D&B as a source.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DnbSettings {
     /// Direct+ base URL.
     pub base_url: String,
     /// Direct+ consumer key.
-    pub api_key: SecretString,
+    pub client_key: SecretString,
     /// Direct+ consumer secret.
-    pub api_secret: SecretString,
-    /// Monitoring registration references to poll.
+    pub client_secret: SecretString,
+    /// Monitoring registration references to pull.
     pub registrations: Vec<String>,
+    /// Direct+ calls per second for the whole deployment.
+    pub rate_limit_per_sec: u32,
+    /// The pull loop.
+    pub pull: DnbPullSettings,
+    /// Delivery files.
+    pub files: DnbFileSettings,
+    /// D&B's SFTP server.
+    pub sftp: DnbSftpSettings,
 }
 
 impl Default for DnbSettings {
     fn default() -> Self {
         Self {
             base_url: "https://plus.dnb.com".into(),
-            api_key: SecretString::from(""),
-            api_secret: SecretString::from(""),
+            client_key: SecretString::from(""),
+            client_secret: SecretString::from(""),
             registrations: Vec::new(),
+            rate_limit_per_sec: 5,
+            pull: DnbPullSettings::default(),
+            files: DnbFileSettings::default(),
+            sftp: DnbSftpSettings::default(),
+        }
+    }
+}
+
+/// `dnb.pull.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnbPullSettings {
+    /// Run the pull loop inside `serve`.
+    pub enabled: bool,
+    /// Pause after a registration is drained, in seconds.
+    pub interval_secs: u64,
+    /// Notifications per call, 1 to 100.
+    pub max_notifications: u32,
+}
+
+impl Default for DnbPullSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval_secs: 60,
+            max_notifications: 100,
+        }
+    }
+}
+
+/// `dnb.files.*`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnbFileSettings {
+    /// The directory `serve` watches for delivery files; empty for none.
+    pub inbox: String,
+}
+
+/// `dnb.sftp.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnbSftpSettings {
+    /// Server host; empty turns SFTP off.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Login.
+    pub username: String,
+    /// The private key file.
+    pub private_key_path: String,
+    /// The known_hosts file the server's key must be in.
+    pub known_hosts_path: String,
+    /// The remote folder delivery files appear in.
+    pub remote_dir: String,
+    /// Pause between listings, in seconds.
+    pub interval_secs: u64,
+    /// Delete a remote file once its import committed.
+    pub delete_after_download: bool,
+}
+
+impl Default for DnbSftpSettings {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 22,
+            username: String::new(),
+            private_key_path: String::new(),
+            known_hosts_path: String::new(),
+            remote_dir: "/".into(),
+            interval_secs: 300,
+            delete_after_download: false,
         }
     }
 }

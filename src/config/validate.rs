@@ -167,6 +167,23 @@ pub fn validate(settings: &Settings) -> Vec<ConfigError> {
             problem(key, "must be at least 1".into());
         }
     }
+
+    let dnb = &settings.dnb;
+    if dnb.rate_limit_per_sec == 0 {
+        problem("dnb.rate_limit_per_sec", "must be at least 1".into());
+    }
+    if !(1..=100).contains(&dnb.pull.max_notifications) {
+        problem(
+            "dnb.pull.max_notifications",
+            format!("{} is not between 1 and 100", dnb.pull.max_notifications),
+        );
+    }
+    if dnb.pull.interval_secs == 0 {
+        problem("dnb.pull.interval_secs", "must be at least 1".into());
+    }
+    if dnb.sftp.interval_secs == 0 {
+        problem("dnb.sftp.interval_secs", "must be at least 1".into());
+    }
     errors
 }
 
