@@ -149,7 +149,16 @@ impl CompanyState {
             if late_behind.is_some() {
                 tracking.retain(|name, _| !LAST_ALERT.contains(&name.as_str()));
             }
+            // `monitored` on a company with no status only fills a gap: it is not a status a
+            // newer notification set, and an older one that sets a status may still write it.
+            let filled = status_after(kind)
+                .is_none()
+                .then(|| tracking.remove(MONITORING_STATUS))
+                .flatten();
             self.keep_unwritten_since(&mut tracking, at);
+            if let Some(filled) = filled {
+                tracking.insert(MONITORING_STATUS.into(), filled);
+            }
             if let Some(status) = tracking.get(MONITORING_STATUS) {
                 self.monitoring_status = Some(status.clone());
             }
@@ -312,6 +321,86 @@ mod tests {
             decision.fields
         );
         assert!(!decision.tracking.contains_key("dnb_last_alert_type"));
+    }
+
+    /// The company's properties after applying `arrivals` (indexes into `alerts`) in order.
+    fn run_in_arrival_order(
+        alerts: &[(NotificationType, DateTime<Utc>)],
+        arrivals: &[usize],
+    ) -> (CompanyState, BTreeMap<String, String>) {
+        let mut state = CompanyState::default();
+        let mut company = BTreeMap::new();
+        for (position, index) in arrivals.iter().enumerate() {
+            let (kind, at) = alerts[*index];
+            let notification = Notification::from_value(&json!({"type": kind.as_str(),
+                "organization": {"duns": "804735132"}, "deliveryTimeStamp": at.to_rfc3339()}))
+            .unwrap();
+            let planned = plan(*index as i64, &notification, &ActionRules::default());
+            let decision = state.apply(position, &notification, &planned);
+            company.extend(decision.tracking);
+        }
+        (state, company)
+    }
+
+    #[test]
+    fn whatever_the_arrival_order_the_company_ends_as_the_delivery_order_says() {
+        use rand::seq::SliceRandom;
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(20_241_205);
+        let start: DateTime<Utc> = "2024-05-13T08:00:00Z".parse().unwrap();
+        for _ in 0..2_000 {
+            let count = rng.random_range(1..12);
+            let alerts: Vec<(NotificationType, DateTime<Utc>)> = (0..count)
+                .map(|minute| {
+                    let kind =
+                        NotificationType::ALL[rng.random_range(0..NotificationType::ALL.len())];
+                    (kind, start + chrono::TimeDelta::minutes(minute as i64))
+                })
+                .collect();
+            let mut arrivals: Vec<usize> = (0..alerts.len()).collect();
+            let (_, expected) = run_in_arrival_order(&alerts, &arrivals);
+            arrivals.shuffle(&mut rng);
+            let (state, company) = run_in_arrival_order(&alerts, &arrivals);
+
+            let newest = alerts.last().unwrap();
+            assert_eq!(
+                company["dnb_last_alert_type"],
+                newest.0.as_str(),
+                "{alerts:?} {arrivals:?}"
+            );
+            assert_eq!(state.last_alert_at, Some(newest.1));
+            let status = alerts
+                .iter()
+                .rev()
+                .find_map(|(kind, _)| status_after(*kind))
+                .unwrap_or(MONITORED);
+            assert_eq!(
+                company[MONITORING_STATUS], status,
+                "{alerts:?} {arrivals:?}"
+            );
+            assert_eq!(
+                company, expected,
+                "arrival order changed the company: {alerts:?} {arrivals:?}"
+            );
+            for kind in NotificationType::ALL {
+                let open = state
+                    .open_tasks
+                    .iter()
+                    .filter(|open| open.alert == *kind)
+                    .count();
+                assert!(
+                    open <= 1,
+                    "{open} open {kind} tasks: {alerts:?} {arrivals:?}"
+                );
+            }
+            // No task stays open for an alert that a newer notification reversed.
+            for open in &state.open_tasks {
+                let reversed = alerts.iter().any(|(kind, at)| {
+                    reversed_type(*kind) == Some(open.alert) && *at > open.delivered_at
+                });
+                assert!(!reversed, "{open:?} stays open: {alerts:?} {arrivals:?}");
+            }
+        }
     }
 
     #[test]

@@ -14,7 +14,10 @@ use super::{Halt, HubSpotExecutor, Work};
 use crate::dnb::NotificationType;
 use crate::journal::CompanyEvent;
 use crate::mapping::Action;
-use crate::mapping::lifecycle::{CompanyState, OpenTask, TaskRef, reversed_type};
+use crate::mapping::lifecycle::{
+    CompanyState, MONITORING_STATUS, OpenTask, TaskRef, reversed_type,
+};
+use crate::mapping::status_after;
 
 /// The `hs_task_status` of a finished task.
 pub(super) const COMPLETED: &str = "COMPLETED";
@@ -141,7 +144,10 @@ fn states_from(history: &[CompanyEvent]) -> HashMap<String, CompanyState> {
             && let Ok(detail) = serde_json::from_str::<Value>(&event.detail)
         {
             for name in detail["properties"].as_array().into_iter().flatten() {
-                if let Some(name) = name.as_str() {
+                // A type that sets no status only filled a gap with `monitored` (see
+                // `CompanyState::apply`): that is no newer status.
+                let filled = name == MONITORING_STATUS && status_after(kind).is_none();
+                if let Some(name) = name.as_str().filter(|_| !filled) {
                     let newest = state.written.entry(name.to_string()).or_insert(at);
                     *newest = (*newest).max(at);
                 }
