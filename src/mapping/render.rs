@@ -742,7 +742,11 @@ mod tests {
             std::env::var("CI").as_deref() != Ok("true"),
             "../shared/samples is missing (required under CI=true)"
         );
-        eprintln!("skipped: ../shared/samples is not beside the project");
+        // Straight to stderr, past the test harness's capture, so `make test` shows it.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"notice: a render snapshot test skipped: ../shared/samples is not beside the project\n",
+        );
         true
     }
 

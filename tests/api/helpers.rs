@@ -1,6 +1,7 @@
 //! `spawn_app` and the helpers every test uses: a real SQLite file in a temp
 //! folder, port 0, real HTTP over loopback, one signing helper.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,7 +47,11 @@ pub fn shared_samples(test: &str) -> Option<PathBuf> {
         std::env::var("CI").as_deref() != Ok("true"),
         "{test}: ../shared/samples is missing (required under CI=true)"
     );
-    eprintln!("{test}: skipped, ../shared/samples is not beside the project");
+    // Straight to stderr, past the test harness's capture, so `make test` shows it.
+    let _ = writeln!(
+        std::io::stderr(),
+        "notice: {test} skipped: ../shared/samples is not beside the project"
+    );
     None
 }
 
