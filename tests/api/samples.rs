@@ -1,7 +1,8 @@
 //! The repository's own synthetic D&B samples (`samples/`) are well-formed and
 //! agree with each other: every pull response and NDJSON line is a valid
 //! notification, all ten types occur, and the delivery files of `delivery/`
-//! match their manifest and the NDJSON file.
+//! match their manifest and the NDJSON file. The acceptance set
+//! `../shared/samples`, when present, parses the same way.
 
 use std::collections::BTreeSet;
 
@@ -144,4 +145,26 @@ fn the_exceptions_file_is_tab_separated_with_its_header_row() {
         assert_eq!(row.len(), 3, "{row:?}");
         assert!(row[0].len() == 9 && row[0].bytes().all(|byte| byte.is_ascii_digit()));
     }
+}
+
+#[test]
+fn every_file_of_the_shared_acceptance_set_parses_without_rejections() {
+    let Some(shared) =
+        shared_samples("every_file_of_the_shared_acceptance_set_parses_without_rejections")
+    else {
+        return;
+    };
+    let mut types = BTreeSet::new();
+    for entry in std::fs::read_dir(shared).unwrap() {
+        let path = entry.unwrap().path();
+        let format = match path.extension().and_then(|ext| ext.to_str()) {
+            Some("json") => BodyFormat::Json,
+            Some("ndjson") => BodyFormat::Ndjson,
+            _ => continue,
+        };
+        let found = valid_types(format, &std::fs::read(&path).unwrap());
+        assert!(!found.is_empty(), "{}", path.display());
+        types.extend(found);
+    }
+    assert_eq!(types.len(), 10, "{types:?}");
 }
