@@ -6,7 +6,7 @@ DEV_WEBHOOK_SECRET := whsec_ZGV2ZWxvcG1lbnQtc2lnbmluZy1zZWNyZXQ=
 export BRIDGE_WEBHOOK_SECRET ?= $(DEV_WEBHOOK_SECRET)
 
 CONFIG ?= config.yaml
-SAMPLES ?= ../shared/samples
+SAMPLES ?= samples
 BIN := target/release/dnb-hubspot-bridge
 
 .PHONY: build run demo test fmt lint bench-ingest bench-hubspot bench-journal
@@ -18,7 +18,7 @@ build:
 run: build
 	$(BIN) --config $(CONFIG) serve
 
-## Sign the bundled D&B samples and post them to the running service, as a relay would.
+## Sign the project's synthetic D&B samples (samples/) and post them to the running service, as a relay would.
 demo: build
 	$(BIN) --config $(CONFIG) send $(SAMPLES)/*.json $(SAMPLES)/*.ndjson
 	@sleep 2  # one batch wait, so the workers have processed what was sent

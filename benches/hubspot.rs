@@ -43,8 +43,8 @@ const MISSING: usize = 9;
 /// Notifications per request, one request per interval: 100 notifications per second.
 const PER_REQUEST: usize = 10;
 const REQUEST_INTERVAL: Duration = Duration::from_millis(100);
-/// The sample whose 24 notifications give the type mix and the shapes (relative to the crate).
-const SAMPLES: &str = "../shared/samples/SAMPLE_REGISTRATION_20240513080000_NOTIFICATION_1.ndjson";
+/// The sample whose 20 notifications give the type mix and the shapes (relative to the crate).
+const SAMPLES: &str = "samples/DEMO_PORTFOLIO_20250303070000_NOTIFICATION_1.ndjson";
 /// What the bridge writes into every task and note body, followed by the notification id.
 const MARKER: &str = "dnb-hubspot-bridge notification ";
 /// The company properties the bridge writes besides the DUNS property, which must exist.

@@ -5,6 +5,14 @@
 //! `webhook-signature` header holds space-separated `v1,<base64 HMAC-SHA256>`
 //! entries. Any configured secret may match (rotation), comparisons are
 //! constant-time, and the timestamp must be within the tolerance either way.
+//!
+//! Svix, the most common relay, sends the same three headers as `svix-id`,
+//! `svix-timestamp` and `svix-signature` (the `webhook-` names only on its
+//! white-label tiers), and its libraries accept either spelling. So does this
+//! module: each header is read under its `webhook-` name or its `svix-` alias,
+//! and the verification is the same. When both spellings of one header are
+//! present they must carry the same value; two different values are refused
+//! (401), since it is then unclear which one the signature covers.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -79,18 +87,21 @@ impl std::fmt::Debug for SigningSecret {
 /// A delivery whose signature matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedDelivery {
-    /// The sender's `webhook-id`, used to detect redeliveries.
+    /// The sender's `webhook-id` (or `svix-id`), used to detect redeliveries.
     pub webhook_id: String,
-    /// The sender's `webhook-timestamp` (unix seconds).
+    /// The sender's `webhook-timestamp` (or `svix-timestamp`), unix seconds.
     pub timestamp: i64,
 }
 
 /// Why a delivery was refused (all answered 401).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
-    /// A required header is absent, empty or not text.
+    /// A required header is absent, empty or not text (under both spellings).
     #[error("missing or empty {0} header")]
     MissingHeader(&'static str),
+    /// The `webhook-` header and its `svix-` alias are both present and differ.
+    #[error("{0} and {1} headers are both present and differ")]
+    ConflictingHeaders(&'static str, &'static str),
     /// `webhook-timestamp` is not unix seconds.
     #[error("webhook-timestamp is not a unix time in seconds")]
     InvalidTimestamp,
@@ -110,21 +121,36 @@ impl SignatureError {
             Self::InvalidTimestamp | Self::TimestampOutsideTolerance => {
                 "timestamp_out_of_tolerance"
             }
-            Self::NoMatchingSignature => "invalid_signature",
+            Self::NoMatchingSignature | Self::ConflictingHeaders(..) => "invalid_signature",
         }
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, SignatureError> {
+fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|value| value.to_str().ok())
         .map(str::trim)
         .filter(|value| !value.is_empty())
-        .ok_or(SignatureError::MissingHeader(name))
 }
 
-/// Checks a Standard Webhooks signature over the exact bytes received.
+/// One signature header, under its Standard Webhooks name or its Svix alias.
+fn header<'a>(
+    headers: &'a HeaderMap,
+    name: &'static str,
+    alias: &'static str,
+) -> Result<&'a str, SignatureError> {
+    match (header_value(headers, name), header_value(headers, alias)) {
+        (Some(value), Some(other)) if value != other => {
+            Err(SignatureError::ConflictingHeaders(name, alias))
+        }
+        (Some(value), _) | (None, Some(value)) => Ok(value),
+        (None, None) => Err(SignatureError::MissingHeader(name)),
+    }
+}
+
+/// Checks a Standard Webhooks signature over the exact bytes received, with
+/// the headers under their `webhook-` names or their `svix-` aliases.
 pub fn verify(
     headers: &HeaderMap,
     body: &[u8],
@@ -132,9 +158,9 @@ pub fn verify(
     tolerance: Duration,
     now: SystemTime,
 ) -> Result<VerifiedDelivery, SignatureError> {
-    let webhook_id = header(headers, "webhook-id")?;
-    let timestamp_text = header(headers, "webhook-timestamp")?;
-    let signatures = header(headers, "webhook-signature")?;
+    let webhook_id = header(headers, "webhook-id", "svix-id")?;
+    let timestamp_text = header(headers, "webhook-timestamp", "svix-timestamp")?;
+    let signatures = header(headers, "webhook-signature", "svix-signature")?;
     if webhook_id.len() > MAX_WEBHOOK_ID_LEN {
         return Err(SignatureError::MissingHeader("webhook-id"));
     }
@@ -206,16 +232,150 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn matches_the_standard_webhooks_reference_vector() {
-        // The example in the Standard Webhooks specification and its libraries.
-        let body = br#"{"test": 2432232314}"#;
-        let signature = SigningSecret::parse(SECRET).unwrap().sign(
+    /// Fixed-secret, fixed-timestamp, fixed-payload cases with their expected
+    /// signatures, verbatim from the official `standardwebhooks` libraries
+    /// (github.com/standard-webhooks/standard-webhooks): the first from
+    /// `libraries/go/webhook_test.go` `TestWebhookSign` (the same case as
+    /// `libraries/javascript/src/webhook.test.ts` "sign function works"), the
+    /// second from `libraries/rust/src/lib.rs` `test_sign`.
+    /// (secret, msg id, timestamp, payload, expected `webhook-signature`).
+    const REFERENCE_VECTORS: [(&str, &str, i64, &str, &str); 2] = [
+        (
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
             "msg_p5jXN8AQM9LWM0D4loKWxJek",
             1614265330,
-            body,
+            r#"{"test": 2432232314}"#,
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        ),
+        (
+            "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+            "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+            1649367553,
+            r#"{"email":"test@example.com","username":"test_user"}"#,
+            "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+        ),
+    ];
+
+    fn svix_headers(id: &str, timestamp: i64, signature: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("svix-id", HeaderValue::from_str(id).unwrap());
+        headers.insert(
+            "svix-timestamp",
+            HeaderValue::from_str(&timestamp.to_string()).unwrap(),
         );
-        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        headers.insert("svix-signature", HeaderValue::from_str(signature).unwrap());
+        headers
+    }
+
+    #[test]
+    fn signs_the_standard_webhooks_reference_vectors() {
+        for (secret, id, timestamp, payload, expected) in REFERENCE_VECTORS {
+            let signature =
+                SigningSecret::parse(secret)
+                    .unwrap()
+                    .sign(id, timestamp, payload.as_bytes());
+            assert_eq!(signature, expected, "{id}");
+        }
+    }
+
+    #[test]
+    fn reference_vectors_verify_under_either_header_spelling() {
+        let tolerance = Duration::from_secs(300);
+        for (secret, id, timestamp, payload, expected) in REFERENCE_VECTORS {
+            for (spelling, sent) in [
+                ("webhook-", headers(id, timestamp, expected)),
+                ("svix-", svix_headers(id, timestamp, expected)),
+            ] {
+                let delivery = verify(
+                    &sent,
+                    payload.as_bytes(),
+                    &secrets(&[secret]),
+                    tolerance,
+                    at(timestamp),
+                )
+                .unwrap_or_else(|error| panic!("{spelling} {id}: {error}"));
+                assert_eq!(
+                    delivery,
+                    VerifiedDelivery {
+                        webhook_id: id.to_string(),
+                        timestamp
+                    }
+                );
+                // The same checks apply whichever spelling carried the headers.
+                assert_eq!(
+                    verify(&sent, b"{}", &secrets(&[secret]), tolerance, at(timestamp)),
+                    Err(SignatureError::NoMatchingSignature),
+                    "{spelling} tampered body"
+                );
+                assert_eq!(
+                    verify(
+                        &sent,
+                        payload.as_bytes(),
+                        &secrets(&[secret]),
+                        tolerance,
+                        at(timestamp + 301)
+                    ),
+                    Err(SignatureError::TimestampOutsideTolerance),
+                    "{spelling} stale"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn spellings_may_mix_and_may_repeat_the_same_value_but_never_differ() {
+        let (secret, id, timestamp, payload, expected) = REFERENCE_VECTORS[1];
+        let check = |sent: &HeaderMap| {
+            verify(
+                sent,
+                payload.as_bytes(),
+                &secrets(&[secret]),
+                Duration::from_secs(300),
+                at(timestamp),
+            )
+        };
+
+        let mut mixed = svix_headers(id, timestamp, expected);
+        mixed.remove("svix-timestamp");
+        mixed.insert(
+            "webhook-timestamp",
+            HeaderValue::from_str(&timestamp.to_string()).unwrap(),
+        );
+        assert!(check(&mixed).is_ok());
+
+        let mut both = headers(id, timestamp, expected);
+        both.extend(svix_headers(id, timestamp, expected));
+        assert!(check(&both).is_ok());
+
+        let mut other_id = both.clone();
+        other_id.insert("svix-id", HeaderValue::from_static("msg_other"));
+        assert_eq!(
+            check(&other_id),
+            Err(SignatureError::ConflictingHeaders("webhook-id", "svix-id"))
+        );
+        let mut other_signature = both.clone();
+        other_signature.insert(
+            "webhook-signature",
+            HeaderValue::from_static("v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc="),
+        );
+        assert_eq!(
+            check(&other_signature),
+            Err(SignatureError::ConflictingHeaders(
+                "webhook-signature",
+                "svix-signature"
+            ))
+        );
+        assert_eq!(
+            SignatureError::ConflictingHeaders("webhook-id", "svix-id").reason(),
+            "invalid_signature"
+        );
+
+        let mut missing = svix_headers(id, timestamp, expected);
+        missing.remove("svix-signature");
+        assert_eq!(
+            check(&missing),
+            Err(SignatureError::MissingHeader("webhook-signature"))
+        );
     }
 
     #[test]

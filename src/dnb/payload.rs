@@ -229,10 +229,10 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples");
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples");
 
     fn sample(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{SAMPLES}/{name}")).expect("shared samples are beside the project")
+        std::fs::read(format!("{SAMPLES}/{name}")).expect("samples/ is part of the repository")
     }
 
     fn valid_count(items: &[IncomingItem]) -> usize {
@@ -265,10 +265,10 @@ mod tests {
         assert_eq!(valid_count(&pull), 2);
         let ndjson = parse_body(
             BodyFormat::Ndjson,
-            &sample("SAMPLE_REGISTRATION_20240513080000_NOTIFICATION_1.ndjson"),
+            &sample("DEMO_PORTFOLIO_20250303070000_NOTIFICATION_1.ndjson"),
         )
         .unwrap();
-        assert_eq!((ndjson.len(), valid_count(&ndjson)), (24, 24));
+        assert_eq!((ndjson.len(), valid_count(&ndjson)), (21, 21));
         let single = serde_json::to_vec(
             &serde_json::from_slice::<Value>(&sample("seed.json")).unwrap()["notifications"][0],
         )

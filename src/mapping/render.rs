@@ -727,7 +727,8 @@ mod tests {
     use crate::dnb::ElementChange;
     use serde_json::{Value, json};
 
-    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples/");
+    /// The repository's synthetic samples.
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/");
 
     /// The notifications of a sample pull response (`.json`) or NOTIFICATION file (`.ndjson`).
     fn sample(file: &str) -> Vec<Notification> {
@@ -838,7 +839,7 @@ mod tests {
         assert_sample_snapshot(
             "update",
             "update.json",
-            company("021258997", Some("Northwind Pharma Ltd")),
+            company("061934250", Some("Brightwater Instruments GmbH")),
             SuccessorView::Unknown,
         );
     }
@@ -848,7 +849,7 @@ mod tests {
         assert_sample_snapshot(
             "delete",
             "delete.json",
-            company("502329781", Some("Keystone Software B.V.")),
+            company("735019482", Some("Harbor Lane Foods Inc.")),
             SuccessorView::Unknown,
         );
     }
@@ -858,11 +859,11 @@ mod tests {
         assert_sample_snapshot(
             "transfer_taken_by",
             "transfer.json",
-            company("629671816", Some("Graphic Design Analytics Co.")),
+            company("387201956", Some("Ferncliff Printing Co.")),
             SuccessorView::TakenBy {
-                duns: "971647314".into(),
+                duns: "387201964".into(),
                 company_id: "88123".into(),
-                company_name: Some("Fabrikam Holdings plc".into()),
+                company_name: Some("Ashgrove Holdings plc".into()),
             },
         );
     }
@@ -872,9 +873,9 @@ mod tests {
         assert_sample_snapshot(
             "transfer_free",
             "transfer.json",
-            company("629671816", Some("Graphic Design Analytics Co.")),
+            company("387201956", Some("Ferncliff Printing Co.")),
             SuccessorView::Free {
-                duns: "971647314".into(),
+                duns: "387201964".into(),
             },
         );
     }
@@ -884,7 +885,7 @@ mod tests {
         let notification = &sample("transfer.json")[1];
         let text = rendered(
             notification,
-            &company("544806876", Some("Litware Trading Ltd")),
+            &company("605518420", Some("Oakhollow Trading Ltd")),
             &SuccessorView::Unknown,
         );
         assert_well_formed(&text);
@@ -895,14 +896,14 @@ mod tests {
     fn transfer_to_an_unnamed_company_names_its_record() {
         let notification = &sample("transfer.json")[0];
         let successor = SuccessorView::TakenBy {
-            duns: "971647314".into(),
+            duns: "387201964".into(),
             company_id: "88123".into(),
             company_name: None,
         };
-        let task = task_text(1, notification, &company("629671816", None), &successor);
+        let task = task_text(1, notification, &company("387201956", None), &successor);
         assert_eq!(
             task.subject,
-            "D-U-N-S 629671816 may have merged with HubSpot company 88123 (D&B)"
+            "D-U-N-S 387201956 may have merged with HubSpot company 88123 (D&B)"
         );
     }
 
@@ -911,7 +912,7 @@ mod tests {
         assert_sample_snapshot(
             "seed",
             "seed.json",
-            company("517469845", None),
+            company("846203391", None),
             SuccessorView::Unknown,
         );
     }
@@ -921,7 +922,7 @@ mod tests {
         assert_sample_snapshot(
             "full_product",
             "full_product.json",
-            company("300278356", Some("Wide World Energy Inc.")),
+            company("170448825", Some("Tidewater Marine Supply Ltd")),
             SuccessorView::Unknown,
         );
     }
@@ -931,7 +932,7 @@ mod tests {
         assert_sample_snapshot(
             "undelete",
             "undelete.json",
-            company("308094350", Some("Humongous Retail Ltd")),
+            company("562091738", Some("Pinecrest Textiles Ltd")),
             SuccessorView::Unknown,
         );
     }
@@ -941,7 +942,7 @@ mod tests {
         assert_sample_snapshot(
             "reviewed",
             "reviewed.json",
-            company("782883753", Some("Tailspin Toys Corp")),
+            company("274663105", Some("Marigold Toys Corp")),
             SuccessorView::Unknown,
         );
     }
@@ -951,7 +952,7 @@ mod tests {
         assert_sample_snapshot(
             "under_review",
             "under_review.json",
-            company("459051795", Some("Alpine Ski House AG")),
+            company("819340572", Some("Summit Snowsports AG")),
             SuccessorView::Unknown,
         );
     }
@@ -961,7 +962,7 @@ mod tests {
         assert_sample_snapshot(
             "exit",
             "exit.json",
-            company("643788021", None),
+            company("350126679", None),
             SuccessorView::Unknown,
         );
     }
@@ -971,7 +972,7 @@ mod tests {
         assert_sample_snapshot(
             "removed",
             "removed.json",
-            company("804480518", Some("Coho Vineyard & Winery")),
+            company("781240056", Some("Redfern Vineyard & Winery")),
             SuccessorView::Unknown,
         );
     }
@@ -998,7 +999,7 @@ mod tests {
     #[test]
     fn a_late_alert_says_so_and_that_a_newer_one_reversed_it() {
         let delete = &sample("delete.json")[0];
-        let newer = "2024-05-13T09:00:00Z".parse().unwrap();
+        let newer = "2025-03-03T09:00:00Z".parse().unwrap();
         let note = note_with(
             &[(
                 9,
@@ -1010,7 +1011,7 @@ mod tests {
                     ..Remarks::default()
                 },
             )],
-            &company("502329781", Some("Gadgets Ltd")),
+            &company("735019482", Some("Gadgets Ltd")),
         );
         insta::assert_snapshot!("late_reversed_note", note);
     }
@@ -1029,7 +1030,7 @@ mod tests {
                     ..Remarks::default()
                 },
             )],
-            &company("308094350", Some("Back Again Inc")),
+            &company("562091738", Some("Back Again Inc")),
         );
         let two = note_with(
             &[(
@@ -1041,7 +1042,7 @@ mod tests {
                     ..Remarks::default()
                 },
             )],
-            &company("782883753", None),
+            &company("274663105", None),
         );
         insta::assert_snapshot!("reversal_notes", format!("{one}\n\n{two}"));
     }
@@ -1059,7 +1060,7 @@ mod tests {
                     ..Remarks::default()
                 },
             )],
-            &company("459051795", Some("Review Co")),
+            &company("819340572", Some("Review Co")),
         );
         insta::assert_snapshot!("repeated_alert_note", note);
     }
@@ -1074,31 +1075,31 @@ mod tests {
                     2,
                     &all[1],
                     SuccessorView::Free {
-                        duns: "946349655".into(),
+                        duns: "605518431".into(),
                     },
                     Remarks::default(),
                 ),
             ],
-            &company("629671816", None),
+            &company("387201956", None),
         );
         let unknown = note.find("did not say which number").unwrap();
-        let named = note.find("The new number is 946349655").unwrap();
+        let named = note.find("The new number is 605518431").unwrap();
         assert!(unknown < named, "{note}");
     }
 
     #[test]
     fn three_notifications_of_one_duns_make_one_note() {
-        let all = sample("SAMPLE_REGISTRATION_20240513080000_NOTIFICATION_1.ndjson");
+        let all = sample("DEMO_PORTFOLIO_20250303070000_NOTIFICATION_1.ndjson");
         let ours: Vec<(i64, &Notification)> = all
             .iter()
             .enumerate()
-            .filter(|(_, notification)| notification.duns.as_str() == "021258997")
+            .filter(|(_, notification)| notification.duns.as_str() == "508842167")
             .map(|(line, notification)| (line as i64 + 1, notification))
             .collect();
         assert_eq!(ours.len(), 3);
-        let mut northwind = company("021258997", Some("Northwind Pharma Ltd"));
-        northwind.other_ids_with_same_duns = vec!["30412".into(), "30977".into()];
-        let note = plain_note(&ours, &northwind, &SuccessorView::Unknown);
+        let mut saltmarsh = company("508842167", Some("Saltmarsh Céramiques SARL"));
+        saltmarsh.other_ids_with_same_duns = vec!["30412".into(), "30977".into()];
+        let note = plain_note(&ours, &saltmarsh, &SuccessorView::Unknown);
         assert_well_formed(&note);
         for (id, _) in &ours {
             assert!(note.contains(&marker(*id)), "{note}");
@@ -1123,7 +1124,7 @@ mod tests {
         let second = update_with(vec![renamed]);
         let note = plain_note(
             &[(1, &first), (2, &second)],
-            &company("021258997", None),
+            &company("061934250", None),
             &SuccessorView::Unknown,
         );
         assert_eq!(note.matches("Old Ltd → New Ltd").count(), 1, "{note}");
@@ -1140,7 +1141,7 @@ mod tests {
             json!("A & B <b>"),
             json!(hostile),
         )]);
-        let mut view = company("021258997", Some(hostile));
+        let mut view = company("061934250", Some(hostile));
         view.other_ids_with_same_duns = vec!["<img src=x>".into()];
         let task = task_text(7, &notification, &view, &SuccessorView::Unknown);
         let note = plain_note(&[(7, &notification)], &view, &SuccessorView::Unknown);
@@ -1171,7 +1172,7 @@ mod tests {
         let delete = &sample("delete.json")[0];
         let note = plain_note(
             &[(41, &huge), (42, delete)],
-            &company("021258997", Some("Northwind")),
+            &company("061934250", Some("Brightwater")),
             &SuccessorView::Unknown,
         );
         assert!(
@@ -1191,7 +1192,7 @@ mod tests {
         let task = task_text(
             41,
             &huge,
-            &company("021258997", None),
+            &company("061934250", None),
             &SuccessorView::Unknown,
         );
         assert!(task.body_html.chars().count() <= BODY_LIMIT);
@@ -1209,7 +1210,7 @@ mod tests {
         )]);
         let note = plain_note(
             &[(1, &notification)],
-            &company("021258997", None),
+            &company("061934250", None),
             &SuccessorView::Unknown,
         );
         assert!(note.len() < 2_000, "{}", note.len());
@@ -1235,7 +1236,7 @@ mod tests {
         let task = task_text(
             123,
             &sample("delete.json")[0],
-            &company("502329781", None),
+            &company("735019482", None),
             &SuccessorView::Unknown,
         );
         assert_eq!(
@@ -1251,7 +1252,7 @@ mod tests {
         let task = task_text(
             1,
             notification,
-            &company("021258997", Some(&long_name)),
+            &company("061934250", Some(&long_name)),
             &SuccessorView::Unknown,
         );
         assert!(

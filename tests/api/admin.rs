@@ -320,7 +320,7 @@ async fn replay_by_ids_and_by_filter_counts_first_and_is_idempotent() {
 #[tokio::test]
 async fn a_replayed_dead_notification_reaches_done_without_duplicating_hubspot_objects() {
     let fake = crate::hubspot::portal(FakeConfig::default()).await;
-    fake.add_company([("name", "Delete Co"), ("duns_number", "502329781")]);
+    fake.add_company([("name", "Delete Co"), ("duns_number", "735019482")]);
     // HubSpot refuses the task once: the notification is dead (invalid), its company update done.
     fake.fail_next(
         crate::fake_hubspot::Endpoint::BatchCreate(crate::fake_hubspot::ObjectType::Tasks),
@@ -368,7 +368,7 @@ async fn a_replayed_dead_notification_reaches_done_without_duplicating_hubspot_o
 #[tokio::test]
 async fn a_replayed_notification_reaches_done_again_without_duplicating_hubspot_objects() {
     let fake = crate::hubspot::portal(FakeConfig::default()).await;
-    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    fake.add_company([("name", "Exit Co"), ("duns_number", "350126679")]);
     let (base_url, token) = (fake.base_url(), fake.token().to_string());
     let app = spawn_configured_app(move |settings| {
         settings.admin.token = SecretString::from(TOKEN);

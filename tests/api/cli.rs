@@ -90,7 +90,7 @@ fn serve_refuses_to_start_without_a_webhook_secret() {
 async fn send_signs_and_posts_samples_and_healthcheck_probes_the_service() {
     let app = spawn_app().await;
     let base = format!("http://{}", app.address);
-    let samples = format!("{}/../shared/samples", env!("CARGO_MANIFEST_DIR"));
+    let samples = samples_dir().display().to_string();
     let (exit, reviewed, ndjson) = (
         format!("{samples}/exit.json"),
         format!("{samples}/reviewed.json"),
@@ -121,9 +121,9 @@ async fn send_signs_and_posts_samples_and_healthcheck_probes_the_service() {
     );
     assert!(
         stdout.contains("(part 1/"),
-        "a 15 KB NDJSON file is split under a 4 KB limit:\n{stdout}"
+        "a 16 KB NDJSON file is split under a 4 KB limit:\n{stdout}"
     );
-    assert_eq!(app.count("SELECT count(*) FROM notifications"), 26);
+    assert_eq!(app.count("SELECT count(*) FROM notifications"), 23);
 
     let health = format!("{base}/health");
     let healthy =
@@ -199,13 +199,49 @@ async fn the_replay_command_counts_then_re_enqueues_on_the_journal() {
 
 #[test]
 fn simulate_text_prints_the_wording_per_company_in_processing_order() {
+    // delete.json's DELETE (07:05) arrives after the NDJSON file's SEEDs (07:13),
+    // its own DELETE (07:52) and the UNDELETE that reversed it (08:20).
+    simulate_text_over(
+        &samples_dir(),
+        NDJSON_SAMPLE,
+        33,
+        "735019482",
+        &["SEED", "SEED", "UPDATE", "DELETE", "UNDELETE", "DELETE"],
+    );
+}
+
+#[test]
+fn simulate_text_over_the_shared_acceptance_samples() {
+    let Some(shared) = shared_samples("simulate_text_over_the_shared_acceptance_samples") else {
+        return;
+    };
+    // delete.json's DELETE (08:03) arrives after the NDJSON file's SEED (08:10) and later
+    // alerts of the same company.
+    simulate_text_over(
+        &shared,
+        "SAMPLE_REGISTRATION_20240513080000_NOTIFICATION_1.ndjson",
+        36,
+        "502329781",
+        &["SEED", "REMOVED", "EXIT", "DELETE"],
+    );
+}
+
+/// `simulate --text` over a samples folder: the NDJSON file, then every `.json` file.
+/// `late_duns`'s notifications are shown as `late_kinds`, the last one the DELETE of
+/// `delete.json`, which arrives late.
+fn simulate_text_over(
+    samples: &Path,
+    ndjson: &str,
+    total: i64,
+    late_duns: &str,
+    late_kinds: &[&str],
+) {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
-    let samples = format!("{}/../shared/samples", env!("CARGO_MANIFEST_DIR"));
     // The NDJSON file first: the one-notification files hold earlier
     // notifications of some of its companies, which must be shown first.
-    let mut files = vec![format!("{samples}/{NDJSON_SAMPLE}")];
-    let mut singles: Vec<String> = std::fs::read_dir(&samples)
-        .expect("the shared samples")
+    let mut files = vec![samples.join(ndjson).display().to_string()];
+    let mut singles: Vec<String> = std::fs::read_dir(samples)
+        .expect("the samples folder")
         .map(|entry| entry.unwrap().path().display().to_string())
         .filter(|path| path.ends_with(".json"))
         .collect();
@@ -297,7 +333,7 @@ fn simulate_text_prints_the_wording_per_company_in_processing_order() {
             }
         }
     }
-    assert_eq!(id, 36, "the samples hold 36 notifications");
+    assert_eq!(id, total, "the samples hold {total} notifications");
     assert!(tasks > 0 && notes > 0);
     assert_eq!(stdout.matches("\nTASK [").count(), tasks);
     assert_eq!(stdout.matches("\n> no task: ").count(), called_off);
@@ -323,20 +359,22 @@ fn simulate_text_prints_the_wording_per_company_in_processing_order() {
                 .push((file_of[&id], delivered.to_string(), id, kind.to_string()));
         }
     }
-    assert_eq!(companies.values().map(Vec::len).sum::<usize>(), 36);
+    assert_eq!(
+        companies.values().map(Vec::len).sum::<usize>() as i64,
+        total
+    );
     for (duns, shown) in &companies {
         let mut sorted = shown.clone();
         sorted.sort();
         assert_eq!(shown, &sorted, "{duns} is not in processing order");
     }
-    // delete.json's DELETE (08:03) arrives after the NDJSON file's SEED (08:10) and later
-    // alerts of the same company: it is late, changes no field and its note says so.
-    let kinds: Vec<&str> = companies["502329781"]
+    // The late DELETE changes no field and its note says so.
+    let kinds: Vec<&str> = companies[late_duns]
         .iter()
         .map(|(_, _, _, kind)| kind.as_str())
         .collect();
-    assert_eq!(kinds, ["SEED", "REMOVED", "EXIT", "DELETE"]);
-    let delete = &sections[&companies["502329781"][3].2];
+    assert_eq!(kinds, late_kinds);
+    let delete = &sections[&companies[late_duns][late_kinds.len() - 1].2];
     assert!(delete.contains("\n> late: "), "{delete}");
     assert!(delete.contains("This alert arrived late"), "{delete}");
 }

@@ -171,8 +171,8 @@ async fn a_seed_for_an_unknown_duns_creates_the_company_with_its_name() {
     .await;
     let companies = fake.companies();
     assert_eq!(companies.len(), 1);
-    assert_eq!(companies[0].properties["name"], "Margie Partners LLC");
-    assert_eq!(companies[0].properties["duns_number"], "517469845");
+    assert_eq!(companies[0].properties["name"], "Larkspur Analytics Inc.");
+    assert_eq!(companies[0].properties["duns_number"], "846203391");
     assert_eq!(fake.notes().len(), 1);
     fake.assert_no_violations();
 }
@@ -194,7 +194,7 @@ async fn an_update_for_an_unknown_duns_is_skipped_without_writing_anything() {
 #[tokio::test]
 async fn a_task_written_but_whose_answer_was_lost_is_not_created_twice() {
     let fake = portal(FakeConfig::default()).await;
-    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    fake.add_company([("name", "Exit Co"), ("duns_number", "350126679")]);
     fake.fail_next(
         Endpoint::BatchCreate(ObjectType::Tasks),
         1,
@@ -219,7 +219,7 @@ async fn a_task_written_but_whose_answer_was_lost_is_not_created_twice() {
 #[tokio::test]
 async fn an_outage_longer_than_any_retry_count_ends_with_everything_done_and_nothing_dead() {
     let fake = portal(FakeConfig::default()).await;
-    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    fake.add_company([("name", "Exit Co"), ("duns_number", "350126679")]);
     let unavailable = Fault::Status {
         status: 503,
         body: json!({"status": "error", "message": "down"}),
@@ -292,7 +292,7 @@ async fn a_refused_token_pauses_the_workers_while_ingest_and_readiness_carry_on(
 #[tokio::test]
 async fn deliveries_arriving_within_the_batch_wait_share_one_batch_of_calls() {
     let fake = portal(FakeConfig::default()).await;
-    let dunses = ["804735132", "021258997", "643788021"];
+    let dunses = ["804735132", "021258997", "350126679"];
     for (number, duns) in dunses.iter().enumerate() {
         fake.add_company([
             ("name", format!("Company {number}").as_str()),
@@ -415,7 +415,7 @@ async fn a_transfer_to_a_free_duns_moves_it_and_one_to_a_taken_duns_flags_a_poss
 #[tokio::test]
 async fn a_429_is_waited_out_and_the_work_then_succeeds() {
     let fake = portal(FakeConfig::default()).await;
-    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    fake.add_company([("name", "Exit Co"), ("duns_number", "350126679")]);
     let limited = Fault::Status {
         status: 429,
         body: json!({"status": "error", "message": "You have reached your ten_secondly_rolling limit.", "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"}),
@@ -437,7 +437,7 @@ async fn a_429_is_waited_out_and_the_work_then_succeeds() {
 #[tokio::test]
 async fn a_daily_429_parks_the_work_until_midnight_in_the_portals_time_zone() {
     let fake = portal(FakeConfig::default()).await;
-    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    fake.add_company([("name", "Exit Co"), ("duns_number", "350126679")]);
     let spent = Fault::status_with_body(
         429,
         json!({"status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT", "policyName": "DAILY"}),
@@ -545,7 +545,7 @@ async fn bootstrap_creates_the_properties_once_and_test_connection_then_passes()
 #[tokio::test]
 async fn a_portal_without_the_alert_properties_pauses_the_workers_until_bootstrap() {
     let fake = FakeHubSpot::start(FakeConfig::default()).await;
-    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    fake.add_company([("name", "Exit Co"), ("duns_number", "350126679")]);
     let app = bridge(&fake).await;
     app.accept(sample("exit.json"), "application/json").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -574,7 +574,7 @@ async fn a_portal_without_the_alert_properties_pauses_the_workers_until_bootstra
 #[tokio::test]
 async fn an_answer_that_does_not_parse_is_retried_then_the_notification_is_dead_with_the_excerpt() {
     let fake = portal(FakeConfig::default()).await;
-    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    fake.add_company([("name", "Exit Co"), ("duns_number", "350126679")]);
     fake.fail_next(
         Endpoint::BatchRead(ObjectType::Companies),
         1000,
@@ -636,7 +636,7 @@ async fn seed_twice_in_separate_batches(fake: &FakeHubSpot) -> TestApp {
     let seed: serde_json::Value = serde_json::from_slice(&sample("seed.json")).unwrap();
     let first = seed["notifications"][0].clone();
     let mut second = first.clone();
-    second["deliveryTimeStamp"] = json!("2024-05-13T09:00:00.000Z");
+    second["deliveryTimeStamp"] = json!("2025-03-03T08:08:36.872Z");
     for (notification, done) in [(first, 1), (second, 2)] {
         app.accept(body(vec![notification]), "application/json")
             .await;
@@ -739,7 +739,7 @@ async fn with_several_companies_for_one_duns_the_oldest_is_acted_on_and_the_othe
 async fn a_batch_that_outlasts_the_lease_keeps_it_and_no_second_worker_makes_a_second_task() {
     // Arrange: two workers, a 5 s lease, and a company read that answers after 7 s.
     let fake = portal(FakeConfig::default()).await;
-    fake.add_company([("name", "Exit Co"), ("duns_number", "643788021")]);
+    fake.add_company([("name", "Exit Co"), ("duns_number", "350126679")]);
     fake.fail_next(
         Endpoint::BatchRead(ObjectType::Companies),
         1,

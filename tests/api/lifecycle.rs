@@ -74,7 +74,13 @@ async fn the_ndjson_sample_against_an_empty_portal_skips_nothing_a_seed_creates(
     settle(&app).await;
 
     // DUNS whose SEED or FULL_PRODUCT comes before their other notifications.
-    let created = ["502329781", "308094350", "021258997", "629671816"];
+    let created = [
+        "061934250",
+        "735019482",
+        "290577314",
+        "508842167",
+        "913365048",
+    ];
     for duns in created {
         assert_eq!(
             app.count(&format!(
@@ -85,15 +91,57 @@ async fn the_ndjson_sample_against_an_empty_portal_skips_nothing_a_seed_creates(
             statuses(&app)
         );
     }
-    let company = fake.company_by("duns_number", "021258997").unwrap();
-    assert_eq!(company.property("dnb_last_alert_type"), Some("DELETE"));
-    assert_eq!(company.property("dnb_monitoring_status"), Some("deleted"));
-    let removed = fake.company_by("duns_number", "502329781").unwrap();
-    assert_eq!(removed.property("dnb_last_alert_type"), Some("EXIT"));
+    // The DUNS that were never seeded have no company: their notifications are skipped.
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM notifications WHERE status = 'skipped' AND reason = 'no_company'"
+        ),
+        3
+    );
+    let reviewed = fake.company_by("duns_number", "061934250").unwrap();
+    assert_eq!(reviewed.property("dnb_last_alert_type"), Some("REVIEWED"));
+    assert_eq!(
+        reviewed.property("dnb_monitoring_status"),
+        Some("monitored")
+    );
+    let undeleted = fake.company_by("duns_number", "735019482").unwrap();
+    assert_eq!(undeleted.property("dnb_last_alert_type"), Some("UNDELETE"));
+    assert_eq!(
+        undeleted.property("dnb_monitoring_status"),
+        Some("monitored")
+    );
+    let removed = fake.company_by("duns_number", "508842167").unwrap();
+    assert_eq!(removed.property("dnb_last_alert_type"), Some("REMOVED"));
     assert_eq!(
         removed.property("dnb_monitoring_status"),
         Some("coverage_lost")
     );
+    // The TRANSFER moved the DUNS property to the successor and kept the old number.
+    let transferred = fake.company_by("duns_number", "290577322").unwrap();
+    assert_eq!(transferred.property("dnb_previous_duns"), Some("290577314"));
+    assert_eq!(
+        transferred.property("dnb_monitoring_status"),
+        Some("transferred")
+    );
+    // The reversals completed the tasks their alerts opened (REVIEWED the UNDER_REVIEW
+    // task of 061934250, UNDELETE the DELETE task of 735019482); the never-seeded DUNS
+    // have no company, so no task.
+    for alert in ["under D&B review", "may be out of business"] {
+        let tasks: Vec<_> = fake
+            .tasks()
+            .into_iter()
+            .filter(|task| {
+                task.property("hs_task_subject")
+                    .is_some_and(|subject| subject.contains(alert))
+            })
+            .collect();
+        assert_eq!(tasks.len(), 1, "one task {alert}");
+        assert_eq!(
+            tasks[0].property("hs_task_status"),
+            Some("COMPLETED"),
+            "{alert}"
+        );
+    }
     assert_eq!(fake.companies().len(), created.len());
     fake.assert_no_violations();
 }
@@ -564,7 +612,7 @@ async fn a_create_answer_without_the_company_is_retried_and_its_followers_wait_f
         &app,
         vec![
             seed,
-            notification("UPDATE", &duns, "2024-05-14T08:00:00.000Z"),
+            notification("UPDATE", &duns, "2025-03-04T08:00:00.000Z"),
         ],
     )
     .await;

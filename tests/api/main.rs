@@ -13,5 +13,6 @@ mod lifecycle;
 mod openapi;
 mod operations;
 mod processing;
+mod samples;
 mod secrets;
 mod webhook;

@@ -429,6 +429,19 @@ fn webhook_as(
         .body(body)
 }
 
+/// A delivery signed with the test secret, its headers under Svix's names.
+fn svix_webhook(app: &TestApp, body: impl Into<Vec<u8>>) -> reqwest::RequestBuilder {
+    let body = body.into();
+    let (id, timestamp) = (new_webhook_id(), now_secs());
+    app.client
+        .post(app.url("/webhooks/dnb"))
+        .header("content-type", JSON)
+        .header("svix-signature", sign(SECRET, &id, timestamp, &body))
+        .header("svix-id", id)
+        .header("svix-timestamp", timestamp.to_string())
+        .body(body)
+}
+
 fn admin_get(app: &TestApp, path: &str) -> reqwest::RequestBuilder {
     app.client.get(app.url(path)).bearer_auth(TOKEN)
 }
@@ -590,6 +603,12 @@ async fn everyday_exchanges() -> Vec<Exchange> {
             ),
             Unjudged,
             401,
+        ),
+        (
+            "a delivery signed under Svix's header names is accepted",
+            svix_webhook(&app, sample("delete.json")),
+            Conforming,
+            202,
         ),
         (
             "a delivery without signature headers is 401",

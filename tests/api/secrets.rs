@@ -137,7 +137,7 @@ async fn tokens_and_signing_secrets_never_appear_in_logs_or_answers() {
     assert!(
         lines
             .iter()
-            .any(|line| line["notification.id"].is_number() && line["dnb.duns"] == "643788021"),
+            .any(|line| line["notification.id"].is_number() && line["dnb.duns"] == "350126679"),
         "notification ids and DUNS are fields"
     );
     assert!(
