@@ -736,3 +736,41 @@ async fn a_late_delete_after_an_unrelated_update_still_marks_the_company_deleted
     assert!(note_containing(&fake.notes(), "arrived late").is_some());
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn the_shared_ndjson_sample_against_an_empty_portal_skips_nothing_a_seed_creates() {
+    let Some(dir) = shared_samples("the_shared_ndjson_sample_against_an_empty_portal") else {
+        return;
+    };
+    let fake = portal(FakeConfig::default()).await;
+    let app = bridge(&fake).await;
+    let ndjson =
+        std::fs::read(dir.join("SAMPLE_REGISTRATION_20240513080000_NOTIFICATION_1.ndjson"))
+            .expect("the acceptance set's NDJSON file");
+    app.accept(ndjson, "application/x-ndjson").await;
+    settle(&app).await;
+
+    // DUNS whose SEED or FULL_PRODUCT comes before their other notifications.
+    let created = ["502329781", "308094350", "021258997", "629671816"];
+    for duns in created {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT count(*) FROM notifications WHERE duns = '{duns}' AND status <> 'done'"
+            )),
+            0,
+            "every notification of {duns} acts on the company its SEED created: {:?}",
+            statuses(&app)
+        );
+    }
+    let deleted = fake.company_by("duns_number", "021258997").unwrap();
+    assert_eq!(deleted.property("dnb_last_alert_type"), Some("DELETE"));
+    assert_eq!(deleted.property("dnb_monitoring_status"), Some("deleted"));
+    let exited = fake.company_by("duns_number", "502329781").unwrap();
+    assert_eq!(exited.property("dnb_last_alert_type"), Some("EXIT"));
+    assert_eq!(
+        exited.property("dnb_monitoring_status"),
+        Some("coverage_lost")
+    );
+    assert_eq!(fake.companies().len(), created.len());
+    fake.assert_no_violations();
+}
