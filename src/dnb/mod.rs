@@ -1,6 +1,7 @@
 //! D&B Direct+ monitoring data: the notification model and the body shapes
 //! relays send it in.
 
+pub mod direct_plus;
 pub mod notification;
 pub mod payload;
 

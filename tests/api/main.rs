@@ -3,7 +3,9 @@
 mod admin;
 mod cli;
 mod crash;
+mod dnb_client;
 mod executors;
+mod fake_dnb;
 mod fake_hubspot;
 mod fake_hubspot_checks;
 mod helpers;
