@@ -3,6 +3,7 @@
 mod admin;
 mod cli;
 mod crash;
+mod dnb_checkpoint;
 mod dnb_client;
 mod executors;
 mod fake_dnb;
