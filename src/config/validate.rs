@@ -184,6 +184,37 @@ pub fn validate(settings: &Settings) -> Vec<ConfigError> {
     if dnb.sftp.interval_secs == 0 {
         problem("dnb.sftp.interval_secs", "must be at least 1".into());
     }
+    if dnb.pull.enabled {
+        if dnb
+            .registrations
+            .iter()
+            .all(|reference| reference.trim().is_empty())
+        {
+            problem(
+                "dnb.registrations",
+                "dnb.pull.enabled needs at least one registration reference".into(),
+            );
+        }
+        errors.extend(pull_credentials(dnb));
+    }
+    errors
+}
+
+/// Problems with the Direct+ consumer key and secret, which pulling needs.
+pub fn pull_credentials(dnb: &super::DnbSettings) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if dnb.client_key.expose_secret().trim().is_empty() {
+        errors.push(ConfigError::new(
+            "dnb.client_key",
+            "empty; pulling from D&B Direct+ needs the consumer key (DNB_CLIENT_KEY)",
+        ));
+    }
+    if dnb.client_secret.expose_secret().trim().is_empty() {
+        errors.push(ConfigError::new(
+            "dnb.client_secret",
+            "empty; pulling from D&B Direct+ needs the consumer secret (DNB_CLIENT_SECRET)",
+        ));
+    }
     errors
 }
 

@@ -4,6 +4,7 @@
 pub mod direct_plus;
 pub mod notification;
 pub mod payload;
+pub mod pull;
 
 pub use notification::{
     Duns, ElementChange, Notification, NotificationType, RejectReason, Rejection,

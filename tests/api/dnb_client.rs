@@ -3,12 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
 use dnb_hubspot_bridge::config::DnbSettings;
 use dnb_hubspot_bridge::dnb::direct_plus::{Answer, DirectPlusClient, DirectPlusError};
 use secrecy::SecretString;
 
-use crate::fake_dnb::{DnbFault, FAKE_KEY, FAKE_SECRET, FakeDnb, FakeDnbConfig, notifications};
+use crate::fake_dnb::{
+    DnbFault, FAKE_KEY, FAKE_SECRET, FakeDnb, FakeDnbConfig, base, notifications,
+};
 
 const REG: &str = "REG_TEST";
 
@@ -162,14 +163,14 @@ async fn an_empty_registration_is_drained_not_an_error() {
 
 #[tokio::test]
 async fn replay_answers_pulled_notifications_strictly_after_the_start() {
-    // Arrange: 100 notifications 50 ms apart from 02:00:00, all pulled.
+    // Arrange: 100 notifications 50 ms apart from the base time, all pulled.
     let fake = FakeDnb::start(FakeDnbConfig::default()).await;
     fake.add_pending(REG, notifications(100));
     let client = client(&fake, 100);
     client.pull(REG, 100).await.unwrap();
 
-    // Act: from 02:00:02, the notifications of 02:00:02.050 onwards.
-    let start = Utc.with_ymd_and_hms(2026, 5, 13, 2, 0, 2).unwrap();
+    // Act: from 2 s after the base, the notifications of 2.050 s onwards.
+    let start = base() + chrono::Duration::seconds(2);
     let answer = client.replay(REG, start, 100).await.unwrap();
     let late = client
         .replay(REG, start + chrono::Duration::hours(1), 100)

@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod dnb_checkpoint;
 mod dnb_client;
+mod dnb_pull;
 mod executors;
 mod fake_dnb;
 mod fake_hubspot;

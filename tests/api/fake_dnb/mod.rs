@@ -67,6 +67,8 @@ impl Default for FakeDnbConfig {
 /// A scripted fault for the next API call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnbFault {
+    /// No fault: the call is answered normally (to fault a later call).
+    Pass,
     /// 429, with `Retry-After` seconds when given.
     TooManyRequests(Option<u64>),
     /// 500 with D&B's error envelope.
@@ -136,11 +138,23 @@ pub fn notification(index: usize, base: DateTime<Utc>, step_ms: i64) -> Value {
     })
 }
 
-/// `count` notifications from [`notification`], 50 ms apart from a fixed start.
+/// Where [`notifications`] start: the start of the hour two hours ago, the same for the
+/// whole test process (well inside D&B's 14-day replay window).
+pub fn base() -> DateTime<Utc> {
+    static BASE: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        let now = Utc::now();
+        let hour = Utc
+            .timestamp_opt(now.timestamp() - now.timestamp() % 3600, 0)
+            .unwrap();
+        hour - chrono::Duration::hours(2)
+    })
+}
+
+/// `count` notifications from [`notification`], 50 ms apart from [`base`].
 pub fn notifications(count: usize) -> Vec<Value> {
-    let base = Utc.with_ymd_and_hms(2026, 5, 13, 2, 0, 0).unwrap();
     (0..count)
-        .map(|index| notification(index, base, 50))
+        .map(|index| notification(index, base(), 50))
         .collect()
 }
 
@@ -347,6 +361,10 @@ fn admit(
                 "00001",
                 "Internal error",
             ))
+        }
+        Some(DnbFault::Pass) => {
+            state.faults.pop_front();
+            Ok(None)
         }
         Some(DnbFault::AnswerThenStall) if kind == "pull" => Ok(state.faults.pop_front()),
         _ => Ok(None),
