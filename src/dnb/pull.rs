@@ -104,6 +104,9 @@ impl Puller {
     ) {
         let mut replay_from = replay_from;
         let mut report = PullReport::default();
+        // Failures in a row: the first is logged as an error, the rest only as warnings
+        // until a round succeeds again, so a lasting outage is one clear line, not a flood.
+        let mut failing = 0_u32;
         loop {
             let round = tokio::select! {
                 result = self.round(registration, replay_from.take(), &mut report) => Some(result),
@@ -111,9 +114,23 @@ impl Puller {
             };
             match round {
                 None => break,
-                Some(Ok(())) => {}
+                Some(Ok(())) => {
+                    if failing > 0 {
+                        tracing::info!(
+                            registration,
+                            failed_rounds = failing,
+                            "D&B pull works again"
+                        );
+                    }
+                    failing = 0;
+                }
                 Some(Err(error)) => {
-                    tracing::error!(registration, error = %error, "D&B pull failed; trying again after the interval");
+                    failing += 1;
+                    if failing == 1 {
+                        tracing::error!(registration, error = %error, kind = error_kind(&error), "D&B pull failed; trying again every dnb.pull.interval_secs (replaying first) until it works");
+                    } else {
+                        tracing::warn!(registration, error = %error, failed_rounds = failing, "D&B pull still failing");
+                    }
                 }
             }
             tokio::select! {
@@ -159,7 +176,15 @@ impl Puller {
             None => None,
         };
         if let Some(start) = start {
-            self.replay(registration, start, report).await?;
+            match self.replay(registration, start, report).await {
+                Ok(()) => {}
+                // D&B refuses this replay outright (not a passing failure): pulling must go on,
+                // or pending notifications would expire behind a replay that never succeeds.
+                Err(PullError::Dnb(error @ DirectPlusError::Refused { .. })) => {
+                    tracing::error!(registration, replay_from = %start, error = %error, "D&B refused the replay; pulling on. Notifications handed out before the interruption may be missing: run `pull --once --registration {registration} --replay-from TIME` with a time D&B accepts");
+                }
+                Err(error) => return Err(error),
+            }
         }
         self.drain(registration, report).await
     }
@@ -223,7 +248,9 @@ impl Puller {
         from: DateTime<Utc>,
         report: &mut PullReport,
     ) -> Result<(), PullError> {
-        let oldest = Utc::now() - chrono::Duration::from_std(REPLAY_WINDOW).expect("fits");
+        // A minute inside the window, so the start is not already out of it when D&B reads it.
+        let oldest = Utc::now() - chrono::Duration::from_std(REPLAY_WINDOW).expect("fits")
+            + chrono::Duration::minutes(1);
         let mut start = second(from.max(oldest));
         tracing::info!(registration, from = %start, "replaying D&B notifications");
         self.journal
@@ -398,6 +425,14 @@ pub async fn start(
     }))
 }
 
+fn error_kind(error: &PullError) -> &'static str {
+    match error {
+        PullError::Dnb(error) => error.kind(),
+        PullError::Journal(_) => "journal",
+        PullError::Payload(_) => "payload",
+    }
+}
+
 /// A change that only sets or clears the in-flight mark.
 fn mark(registration: &str, in_flight: bool) -> PullCheckpoint {
     PullCheckpoint {
@@ -417,7 +452,10 @@ pub fn recovery_start(state: Option<&RegistrationState>, now: DateTime<Utc>) -> 
         .and_then(|state| state.last_delivered_at_ms.or(state.last_success_at_ms))
         .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
         .map(|checkpoint| checkpoint - overlap)
-        .unwrap_or_else(|| now - chrono::Duration::from_std(REPLAY_WINDOW).expect("fits"))
+        .unwrap_or_else(|| {
+            now - chrono::Duration::from_std(REPLAY_WINDOW).expect("fits")
+                + chrono::Duration::minutes(1)
+        })
 }
 
 /// `time` cut to the second (D&B's replay start has no fraction).
@@ -450,7 +488,7 @@ mod tests {
         );
         assert_eq!(
             recovery_start(None, now),
-            Utc.with_ymd_and_hms(2026, 5, 6, 0, 0, 0).unwrap()
+            Utc.with_ymd_and_hms(2026, 5, 6, 0, 1, 0).unwrap()
         );
     }
 

@@ -237,6 +237,38 @@ async fn serve_pulls_processes_and_reports_each_registration() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_d_and_b_refuses_does_not_stop_the_pulls() {
+    // Arrange: an interrupted pull on record, and D&B answers the replay 400.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal_in(dir.path()).await;
+    journal
+        .update_registration(dnb_hubspot_bridge::journal::PullCheckpoint {
+            registration: REG.into(),
+            delivered_at_ms: Some(base().timestamp_millis()),
+            succeeded_at_ms: None,
+            transaction_id: None,
+            in_flight: true,
+        })
+        .await
+        .unwrap();
+    let fake = FakeDnb::start(FakeDnbConfig::default()).await;
+    fake.add_pending(REG, notifications(50));
+    fake.fail_next([DnbFault::BadRequest]);
+
+    // Act
+    let report = puller(&fake, &journal, 100).once(REG, None).await.unwrap();
+
+    // Assert
+    assert_eq!(fake.count("replay"), 1);
+    assert_eq!(
+        (report.replayed, report.pulled, report.accepted),
+        (0, 50, 50)
+    );
+    assert!(!journal.registrations().await.unwrap()[0].in_flight);
+    journal.close().await;
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

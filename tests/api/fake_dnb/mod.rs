@@ -73,6 +73,8 @@ pub enum DnbFault {
     TooManyRequests(Option<u64>),
     /// 500 with D&B's error envelope.
     ServerError,
+    /// 400 with D&B's error envelope (a request D&B will never accept).
+    BadRequest,
     /// A pull that takes its page off the pending set, answers 200 with the first bytes
     /// of the body and then never finishes it.
     AnswerThenStall,
@@ -360,6 +362,15 @@ fn admit(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "00001",
                 "Internal error",
+            ))
+        }
+        Some(DnbFault::BadRequest) => {
+            state.faults.pop_front();
+            log(400);
+            Err(error(
+                StatusCode::BAD_REQUEST,
+                "10001",
+                "Request is not valid",
             ))
         }
         Some(DnbFault::Pass) => {
