@@ -335,10 +335,14 @@ impl Puller {
             Source::Pull => "dnb-pull",
             Source::Replay => "dnb-replay",
         };
-        let transaction = page
-            .transaction_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        // Every answer is a new delivery: a unique suffix keeps a repeated (or missing)
+        // transaction id from passing a new page off as a redelivery. Content dedupe still
+        // drops notifications already journaled.
+        let transaction = format!(
+            "{}:{}",
+            page.transaction_id.as_deref().unwrap_or("-"),
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         let outcome = self
             .journal
             .append(Delivery {

@@ -269,6 +269,50 @@ async fn a_replay_d_and_b_refuses_does_not_stop_the_pulls() {
     journal.close().await;
 }
 
+#[tokio::test]
+async fn ready_lists_configured_registrations_that_never_pulled_and_stays_ready() {
+    let app = spawn_configured_app(|settings| {
+        settings.dnb.registrations = vec!["B_REG".into(), "A_REG".into()];
+    })
+    .await;
+    let (status, body) = app.get("/ready").await;
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ready["dnb"]["pull_enabled"], false);
+    let registrations = ready["dnb"]["registrations"].as_array().unwrap();
+    assert_eq!(registrations.len(), 2);
+    assert_eq!(registrations[0]["registration"], "A_REG");
+    assert!(registrations[0]["last_success_at"].is_null());
+    assert!(registrations[0]["age_seconds"].is_null());
+    assert_eq!(registrations[0]["in_flight"], false);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_with_the_same_transaction_id_are_both_journaled() {
+    // Arrange: D&B's transaction id is not trusted to be unique per answer.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal_in(dir.path()).await;
+    let fake = FakeDnb::start(FakeDnbConfig {
+        transaction_id: Some("rrt-always-the-same".into()),
+        ..FakeDnbConfig::default()
+    })
+    .await;
+    fake.add_pending(REG, notifications(20));
+    let puller = puller(&fake, &journal, 100);
+
+    // Act: two pages of 10 whose envelopes carry the same transaction id.
+    let mut small = puller.clone();
+    small.max_notifications = 10;
+    small.once(REG, None).await.unwrap();
+
+    // Assert
+    let db = dir.path().join("journal.db");
+    assert_eq!(count(&db, "SELECT count(*) FROM notifications"), 20);
+    assert_eq!(count(&db, "SELECT count(*) FROM deliveries"), 2);
+    journal.close().await;
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -51,6 +51,8 @@ pub struct FakeDnbConfig {
     pub token_lifetime_secs: u64,
     /// The largest `maxNotifications` honoured.
     pub max_page: usize,
+    /// Every answer's `transactionID` when set (else `fake-N`, counting answers).
+    pub transaction_id: Option<String>,
 }
 
 impl Default for FakeDnbConfig {
@@ -60,6 +62,7 @@ impl Default for FakeDnbConfig {
             secret: FAKE_SECRET.into(),
             token_lifetime_secs: 86_400,
             max_page: 100,
+            transaction_id: None,
         }
     }
 }
@@ -386,7 +389,11 @@ fn page(state: &mut FakeState, registration: &str, notifications: Vec<Value>) ->
     state.transactions += 1;
     serde_json::to_vec(&json!({
         "transactionDetail": {
-            "transactionID": format!("fake-{}", state.transactions),
+            "transactionID": state
+                .config
+                .transaction_id
+                .clone()
+                .unwrap_or_else(|| format!("fake-{}", state.transactions)),
             "transactionTimestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             "inLanguage": "en-US",
             "serviceVersion": "1"
