@@ -109,12 +109,14 @@ impl Puller {
         let mut failing = 0_u32;
         loop {
             let round = tokio::select! {
-                result = self.round(registration, replay_from.take(), &mut report) => Some(result),
+                result = self.round(registration, replay_from, &mut report) => Some(result),
                 () = stop.cancelled() => None,
             };
             match round {
                 None => break,
                 Some(Ok(())) => {
+                    // An asked-for replay is done once a round succeeded, not before.
+                    replay_from = None;
                     if failing > 0 {
                         tracing::info!(
                             registration,
@@ -170,7 +172,7 @@ impl Puller {
             Some(from) => Some(from),
             None if state.as_ref().is_some_and(|state| state.in_flight) => {
                 let start = recovery_start(state.as_ref(), Utc::now());
-                tracing::warn!(registration, replay_from = %start, "a pull was in flight when the bridge last stopped; replaying from the checkpoint first");
+                tracing::warn!(registration, replay_from = %start, "a pull call's page was never committed (an unclean stop or a failed call); replaying from the checkpoint first");
                 Some(start)
             }
             None => None,

@@ -313,6 +313,51 @@ async fn pages_with_the_same_transaction_id_are_both_journaled() {
     journal.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_survives_a_failed_round_and_replays_before_pulling_on() {
+    // Arrange: D&B answers 500 to every try of the first call.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal_in(dir.path()).await;
+    let fake = FakeDnb::start(FakeDnbConfig::default()).await;
+    fake.add_pending(REG, notifications(30));
+    fake.fail_next(std::iter::repeat_n(DnbFault::ServerError, 6));
+    let puller = puller(&fake, &journal, 100);
+    let metrics = puller.metrics.clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = {
+        let stop = stop.clone();
+        tokio::spawn(async move { puller.run(REG, None, stop).await })
+    };
+
+    // Act: the loop waits out the interval and tries again.
+    let db = dir.path().join("journal.db");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&db, "SELECT count(*) FROM notifications") < 30 {
+        assert!(Instant::now() < deadline, "the loop never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    running.await.unwrap();
+
+    // Assert
+    assert_eq!(
+        fake.count("replay"),
+        1,
+        "the failed call might have reached D&B"
+    );
+    let text = metrics.render();
+    assert_eq!(
+        metric(
+            &text,
+            &format!("bridge_dnb_pulls_total{{registration=\"{REG}\",outcome=\"error\"}}")
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM notifications"), 30);
+    journal.close().await;
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
