@@ -235,6 +235,21 @@ mod tests {
     }
 
     #[test]
+    fn the_pull_loop_needs_a_registration_and_credentials() {
+        let mut settings = valid();
+        settings.dnb.pull.enabled = true;
+        let keys: Vec<String> = validate(&settings).into_iter().map(|e| e.key).collect();
+        assert_eq!(
+            keys,
+            ["dnb.registrations", "dnb.client_key", "dnb.client_secret"]
+        );
+        settings.dnb.registrations = vec!["REF".into()];
+        settings.dnb.client_key = SecretString::from("key");
+        settings.dnb.client_secret = SecretString::from("secret");
+        assert_eq!(validate(&settings), Vec::new());
+    }
+
+    #[test]
     fn every_problem_is_listed_at_once() {
         let mut settings = valid();
         settings.webhook.secrets = vec![SecretString::from("")];

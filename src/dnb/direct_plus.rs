@@ -111,10 +111,12 @@ pub enum Answer {
     Drained,
 }
 
+/// The token answer; the camelCase names of the older `/v2/token` are accepted too.
 #[derive(Deserialize)]
 struct TokenAnswer {
+    #[serde(alias = "accessToken")]
     access_token: String,
-    #[serde(default)]
+    #[serde(default, alias = "expiresIn")]
     expires_in: Option<u64>,
 }
 
@@ -416,6 +418,24 @@ mod tests {
     fn references_are_encoded_for_a_path_segment() {
         assert_eq!(encode("Monitoring_Reg-1.a"), "Monitoring_Reg-1.a");
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn token_answers_of_both_token_endpoints_are_read() {
+        let v3: TokenAnswer = serde_json::from_str(
+            r#"{"access_token":"a","expires_in":86400,"token_type":"Bearer"}"#,
+        )
+        .unwrap();
+        let v2: TokenAnswer =
+            serde_json::from_str(r#"{"accessToken":"b","expiresIn":3600}"#).unwrap();
+        assert_eq!(
+            (v3.access_token.as_str(), v3.expires_in),
+            ("a", Some(86_400))
+        );
+        assert_eq!(
+            (v2.access_token.as_str(), v2.expires_in),
+            ("b", Some(3_600))
+        );
     }
 
     #[test]
