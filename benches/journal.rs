@@ -98,5 +98,6 @@ fn delivery(appender: u64, sequence: u64, count: usize) -> Delivery {
         ),
         received_at: now,
         items: parse_body(BodyFormat::Json, body.as_bytes()).expect("valid body"),
+        checkpoint: None,
     }
 }

@@ -11,6 +11,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::dnb::direct_plus::DirectPlusClient;
+use crate::dnb::pull::{self, Puller};
 use crate::http::state::Shared;
 use crate::http::{AppState, router};
 use crate::hubspot::{DryRunExecutor, Executor, HubSpotClient, HubSpotExecutor, HubSpotStatus};
@@ -36,6 +38,8 @@ pub struct Application {
     state: AppState,
     pool: PoolHandle,
     purge: tokio::task::JoinHandle<()>,
+    /// The D&B pull loops, when `dnb.pull.enabled`.
+    pull: Option<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
 }
 
@@ -143,6 +147,20 @@ impl Application {
             metrics.clone(),
             shutdown.child_token(),
         );
+        let pull = if settings.dnb.pull.enabled {
+            let puller = Puller {
+                client: Arc::new(DirectPlusClient::new(&settings.dnb).context("D&B client")?),
+                journal: journal.clone(),
+                doorbell: Some(doorbell.clone()),
+                metrics: metrics.clone(),
+                max_notifications: settings.dnb.pull.max_notifications,
+                interval: Duration::from_secs(settings.dnb.pull.interval_secs),
+            };
+            let registrations = settings.dnb.registrations.clone();
+            Some(pull::start(puller, registrations, None, shutdown.child_token()).await?)
+        } else {
+            None
+        };
         let state = Arc::new(Shared {
             journal,
             doorbell,
@@ -156,6 +174,7 @@ impl Application {
             state,
             pool,
             purge,
+            pull,
             shutdown,
         })
     }
@@ -175,6 +194,7 @@ impl Application {
             state,
             pool,
             purge,
+            pull,
             shutdown,
         } = self;
         let grace = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
@@ -196,6 +216,11 @@ impl Application {
             );
         }
         let _ = purge.await;
+        if let Some(pull) = pull {
+            // The loops stop at the token; a call cut short leaves its registration marked
+            // in flight, and the next start replays it.
+            let _ = pull.await;
+        }
         journal.close().await;
         tracing::info!("stopped");
         served.context("HTTP server failed")

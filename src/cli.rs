@@ -41,6 +41,22 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Re-drive stored notifications, as `POST /replay` does, directly on the journal.
     Replay(ReplayArgs),
+    /// Poll D&B Direct+ monitoring for the configured registrations and journal what arrives.
+    Pull(PullArgs),
+}
+
+/// Arguments of `pull`.
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// Pull until D&B has nothing pending, then exit (non-zero when a registration failed).
+    #[arg(long)]
+    pub once: bool,
+    /// Only this registration reference (repeatable) [default: dnb.registrations].
+    #[arg(long = "registration")]
+    pub registrations: Vec<String>,
+    /// First re-read D&B's replay window from this time (RFC 3339; D&B keeps 14 days).
+    #[arg(long)]
+    pub replay_from: Option<String>,
 }
 
 /// Arguments of `replay`: ids, or a filter.

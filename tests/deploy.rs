@@ -487,6 +487,7 @@ fn every_alert_has_a_severity_summary_description_and_runbook_and_a_firing_test(
         "bridge_hubspot_api_errors_total",
         "status=\"429\"",
         "bridge_notifications_received_total",
+        "bridge_dnb_last_pull_success_timestamp_seconds",
         "up{",
     ] {
         assert!(expressions.contains(needed), "no alert uses {needed}");

@@ -184,6 +184,37 @@ pub fn validate(settings: &Settings) -> Vec<ConfigError> {
     if dnb.sftp.interval_secs == 0 {
         problem("dnb.sftp.interval_secs", "must be at least 1".into());
     }
+    if dnb.pull.enabled {
+        if dnb
+            .registrations
+            .iter()
+            .all(|reference| reference.trim().is_empty())
+        {
+            problem(
+                "dnb.registrations",
+                "dnb.pull.enabled needs at least one registration reference".into(),
+            );
+        }
+        errors.extend(pull_credentials(dnb));
+    }
+    errors
+}
+
+/// Problems with the Direct+ consumer key and secret, which pulling needs.
+pub fn pull_credentials(dnb: &super::DnbSettings) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if dnb.client_key.expose_secret().trim().is_empty() {
+        errors.push(ConfigError::new(
+            "dnb.client_key",
+            "empty; pulling from D&B Direct+ needs the consumer key (DNB_CLIENT_KEY)",
+        ));
+    }
+    if dnb.client_secret.expose_secret().trim().is_empty() {
+        errors.push(ConfigError::new(
+            "dnb.client_secret",
+            "empty; pulling from D&B Direct+ needs the consumer secret (DNB_CLIENT_SECRET)",
+        ));
+    }
     errors
 }
 
@@ -201,6 +232,21 @@ mod tests {
     #[test]
     fn defaults_with_a_secret_are_valid() {
         assert_eq!(validate(&valid()), Vec::new());
+    }
+
+    #[test]
+    fn the_pull_loop_needs_a_registration_and_credentials() {
+        let mut settings = valid();
+        settings.dnb.pull.enabled = true;
+        let keys: Vec<String> = validate(&settings).into_iter().map(|e| e.key).collect();
+        assert_eq!(
+            keys,
+            ["dnb.registrations", "dnb.client_key", "dnb.client_secret"]
+        );
+        settings.dnb.registrations = vec!["REF".into()];
+        settings.dnb.client_key = SecretString::from("key");
+        settings.dnb.client_secret = SecretString::from("secret");
+        assert_eq!(validate(&settings), Vec::new());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `GET /health` (liveness) and `GET /ready` (readiness).
 //!
 //! Ready means the journal can commit a write now and the backlog is under
-//! `queue.high_water`. HubSpot's state is reported in the body but never fails
-//! readiness: ingest keeps journaling while HubSpot is away.
+//! `queue.high_water`. HubSpot's state and each D&B registration's last
+//! successful pull are reported in the body but never fail readiness: ingest
+//! keeps journaling while HubSpot or D&B is away.
 
 use std::time::Duration;
 
@@ -34,6 +35,21 @@ pub struct Readiness {
     journal: JournalReadiness,
     backlog: Backlog,
     hubspot: HubSpotReadiness,
+    dnb: DnbReadiness,
+}
+
+#[derive(Serialize)]
+struct DnbReadiness {
+    pull_enabled: bool,
+    registrations: Vec<RegistrationReadiness>,
+}
+
+#[derive(Serialize)]
+struct RegistrationReadiness {
+    registration: String,
+    last_success_at: Option<String>,
+    age_seconds: Option<i64>,
+    in_flight: bool,
 }
 
 #[derive(Serialize)]
@@ -83,6 +99,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
         state: hubspot_state,
         reason,
     };
+    let dnb = dnb_readiness(&state).await;
     let body = Readiness {
         status: if is_ready { "ready" } else { "not_ready" },
         journal,
@@ -91,6 +108,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
             high_water,
         },
         hubspot,
+        dnb,
     };
     let status = if is_ready {
         StatusCode::OK
@@ -98,4 +116,47 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+/// The configured registrations (and any other the journal has pulled) with their last
+/// successful pull and its age; an unreadable journal shows them without one.
+async fn dnb_readiness(state: &AppState) -> DnbReadiness {
+    let mut states = match state.journal.registrations().await {
+        Ok(states) => states,
+        Err(error) => {
+            tracing::warn!(error = %error, "readiness: cannot read the D&B registrations");
+            Vec::new()
+        }
+    };
+    for reference in &state.settings.dnb.registrations {
+        if !states.iter().any(|known| &known.registration == reference) {
+            states.push(crate::journal::RegistrationState {
+                registration: reference.clone(),
+                last_delivered_at_ms: None,
+                last_success_at_ms: None,
+                last_transaction_id: None,
+                in_flight: false,
+            });
+        }
+    }
+    states.sort_by(|a, b| a.registration.cmp(&b.registration));
+    let now = chrono::Utc::now();
+    DnbReadiness {
+        pull_enabled: state.settings.dnb.pull.enabled,
+        registrations: states
+            .into_iter()
+            .map(|known| {
+                let last = known
+                    .last_success_at_ms
+                    .and_then(chrono::DateTime::from_timestamp_millis);
+                RegistrationReadiness {
+                    registration: known.registration,
+                    last_success_at: last
+                        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                    age_seconds: last.map(|time| (now - time).num_seconds().max(0)),
+                    in_flight: known.in_flight,
+                }
+            })
+            .collect(),
+    }
 }

@@ -123,6 +123,7 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Acc
             webhook_id: delivery.webhook_id,
             received_at: Utc::now(),
             items,
+            checkpoint: None,
         })
         .await?;
 

@@ -97,6 +97,42 @@ pub struct Delivery {
     pub received_at: DateTime<Utc>,
     /// The items in body order.
     pub items: Vec<IncomingItem>,
+    /// For a page pulled from D&B Direct+: its registration's new checkpoint, committed in
+    /// the same transaction as the items.
+    pub checkpoint: Option<PullCheckpoint>,
+}
+
+/// A change to a Direct+ registration's pull state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullCheckpoint {
+    /// The registration reference.
+    pub registration: String,
+    /// The greatest `deliveryTimeStamp` of the page, unix milliseconds; the stored one
+    /// only ever grows.
+    pub delivered_at_ms: Option<i64>,
+    /// When D&B answered successfully (a page, or nothing pending), unix milliseconds.
+    pub succeeded_at_ms: Option<i64>,
+    /// The page's `transactionDetail.transactionID`.
+    pub transaction_id: Option<String>,
+    /// Whether a call is in flight after this change: set before a pull call, cleared by
+    /// the commit of its page. While it is set, a restart cannot know whether D&B handed
+    /// out a page that never reached the journal, so it replays first.
+    pub in_flight: bool,
+}
+
+/// A Direct+ registration's pull state, as the journal holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationState {
+    /// The registration reference.
+    pub registration: String,
+    /// The greatest `deliveryTimeStamp` journaled from it, unix milliseconds.
+    pub last_delivered_at_ms: Option<i64>,
+    /// The last successful pull, unix milliseconds.
+    pub last_success_at_ms: Option<i64>,
+    /// The last page's transaction id.
+    pub last_transaction_id: Option<String>,
+    /// A pull call was made and its page not committed (an unclean stop, or a call in flight).
+    pub in_flight: bool,
 }
 
 /// A rejected item of a delivery, by body index.
@@ -553,6 +589,13 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Finishes queued writes and closes the backend.
     async fn close(&self);
+
+    /// Records a change to a Direct+ registration's pull state on its own (a page's
+    /// change travels in its [`Delivery`] instead).
+    async fn update_registration(&self, change: PullCheckpoint) -> Result<(), JournalError>;
+
+    /// Every Direct+ registration's pull state, by reference.
+    async fn registrations(&self) -> Result<Vec<RegistrationState>, JournalError>;
 }
 
 /// How a process opens the journal.

@@ -61,6 +61,16 @@ pub const HTTP_REQUESTS: &str = "bridge_http_requests_total";
 /// `bridge_http_request_duration_seconds{method,path}`.
 pub const HTTP_DURATION: &str = "bridge_http_request_duration_seconds";
 
+/// `bridge_dnb_pulls_total{registration,outcome}`: Direct+ pull and replay calls.
+pub const DNB_PULLS: &str = "bridge_dnb_pulls_total";
+/// `bridge_dnb_notifications_pulled_total{registration}`.
+pub const DNB_PULLED: &str = "bridge_dnb_notifications_pulled_total";
+/// `bridge_dnb_last_pull_success_timestamp_seconds{registration}`.
+pub const DNB_LAST_SUCCESS: &str = "bridge_dnb_last_pull_success_timestamp_seconds";
+/// Outcomes of a Direct+ call (the `outcome` label of [`DNB_PULLS`]): a page pulled, nothing
+/// pending (404), a replay page, a call that failed after its retries.
+pub const DNB_PULL_OUTCOMES: [&str; 4] = ["page", "drained", "replayed", "error"];
+
 /// Processing outcomes (the `outcome` label).
 pub const OUTCOMES: [&str; 4] = ["done", "skipped", "retry", "dead"];
 /// Reasons a whole request is refused (the `reason` label, beside the item reasons).
@@ -232,6 +242,49 @@ impl Metrics {
         duration.record(elapsed.as_secs_f64());
     }
 
+    /// Registers a Direct+ registration's series at zero and its last success (the journal's,
+    /// or `since_ms`, when the loop started, when it never succeeded), so an alert on the age
+    /// fires for a registration that never pulled too.
+    pub fn dnb_registration(
+        &self,
+        registration: &str,
+        last_success_ms: Option<i64>,
+        since_ms: i64,
+    ) {
+        let registration = registration.to_string();
+        self.with(|| {
+            for outcome in DNB_PULL_OUTCOMES {
+                counter!(DNB_PULLS, "registration" => registration.clone(), "outcome" => outcome)
+                    .absolute(0);
+            }
+            counter!(DNB_PULLED, "registration" => registration.clone()).absolute(0);
+            gauge!(DNB_LAST_SUCCESS, "registration" => registration)
+                .set(last_success_ms.unwrap_or(since_ms) as f64 / 1000.0);
+        });
+    }
+
+    /// One Direct+ call of a registration ended with `outcome` (one of [`DNB_PULL_OUTCOMES`]).
+    pub fn dnb_pull(&self, registration: &str, outcome: &'static str) {
+        let registration = registration.to_string();
+        self.with(|| {
+            counter!(DNB_PULLS, "registration" => registration, "outcome" => outcome).increment(1)
+        });
+    }
+
+    /// Notifications a pull handed out.
+    pub fn dnb_pulled(&self, registration: &str, count: u64) {
+        let registration = registration.to_string();
+        self.with(|| counter!(DNB_PULLED, "registration" => registration).increment(count));
+    }
+
+    /// A registration's pull succeeded at `at_ms`.
+    pub fn dnb_pull_succeeded(&self, registration: &str, at_ms: i64) {
+        let registration = registration.to_string();
+        self.with(|| {
+            gauge!(DNB_LAST_SUCCESS, "registration" => registration).set(at_ms as f64 / 1000.0)
+        });
+    }
+
     /// Updates the journal gauges from fresh counts.
     pub fn journal(&self, stats: &JournalStats, now_ms: i64) {
         self.with(|| {
@@ -264,7 +317,7 @@ enum Kind {
 }
 
 /// Every metric: name, kind and help text.
-const CATALOGUE: [(&str, Kind, &str); 20] = [
+const CATALOGUE: [(&str, Kind, &str); 23] = [
     (
         RECEIVED,
         Kind::Counter,
@@ -348,6 +401,21 @@ const CATALOGUE: [(&str, Kind, &str); 20] = [
         HTTP_DURATION,
         Kind::Histogram,
         "HTTP request handling time, by method and route, in seconds.",
+    ),
+    (
+        DNB_PULLS,
+        Kind::Counter,
+        "D&B Direct+ pull and replay calls, by registration and outcome (page, drained, replayed, error).",
+    ),
+    (
+        DNB_PULLED,
+        Kind::Counter,
+        "Notifications D&B Direct+ handed out to pulls, by registration.",
+    ),
+    (
+        DNB_LAST_SUCCESS,
+        Kind::Gauge,
+        "Unix time of the registration's last successful Direct+ pull (the pull loop's start while it has none).",
     ),
 ];
 
@@ -454,6 +522,9 @@ mod tests {
             PROCESSING_SECONDS,
             HTTP_REQUESTS,
             HTTP_DURATION,
+            DNB_PULLS,
+            DNB_PULLED,
+            DNB_LAST_SUCCESS,
         ] {
             assert!(
                 text.contains(&format!("# HELP {name} ")),

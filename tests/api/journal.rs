@@ -68,6 +68,7 @@ async fn append(journal: &Arc<dyn Journal>, items: serde_json::Value) {
         webhook_id: new_webhook_id(),
         received_at: chrono::Utc::now(),
         items: parse_body(BodyFormat::Json, &body).unwrap(),
+        checkpoint: None,
     };
     journal.append(delivery).await.unwrap();
 }
@@ -261,6 +262,7 @@ async fn a_webhook_id_is_recognised_after_reopening_the_journal_until_its_record
             webhook_id: webhook_id.to_string(),
             received_at: chrono::Utc::now(),
             items: parse_body(BodyFormat::Json, &body).unwrap(),
+            checkpoint: None,
         }
     };
     let journal = journal::connect(&settings).await.unwrap();

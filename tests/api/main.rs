@@ -3,7 +3,11 @@
 mod admin;
 mod cli;
 mod crash;
+mod dnb_checkpoint;
+mod dnb_client;
+mod dnb_pull;
 mod executors;
+mod fake_dnb;
 mod fake_hubspot;
 mod fake_hubspot_checks;
 mod helpers;

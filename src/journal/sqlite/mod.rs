@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     ActionRecord, ActionState, AppendOutcome, AttemptRecord, ClaimId, Claimed, CompanyEvent,
     Completion, Delivery, Detail, Filter, Journal, JournalError, JournalOptions, JournalStats,
-    Move, NotificationId, ReplayOutcome, Status, StoredAction, Summary,
+    Move, NotificationId, PullCheckpoint, RegistrationState, ReplayOutcome, Status, StoredAction,
+    Summary,
 };
 use crate::config::{SqliteSynchronous, StorageSettings};
 use writer::Command;
@@ -67,6 +68,9 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../../migrations/sqlite/0006_claims.sql")),
         M::up(include_str!(
             "../../../migrations/sqlite/0007_company_history.sql"
+        )),
+        M::up(include_str!(
+            "../../../migrations/sqlite/0008_registrations.sql"
         )),
     ])
 }
@@ -607,6 +611,32 @@ impl Journal for SqliteJournal {
             checkpointer.stop();
         })
         .await;
+    }
+
+    async fn update_registration(&self, change: PullCheckpoint) -> Result<(), JournalError> {
+        self.send(|reply| Command::Registration { change, reply })
+            .await
+    }
+
+    async fn registrations(&self) -> Result<Vec<RegistrationState>, JournalError> {
+        self.readers
+            .run(|connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT reference, last_delivered_at, last_success_at, last_transaction_id, in_flight
+                     FROM registrations ORDER BY reference",
+                )?;
+                let rows = statement.query_map([], |row| {
+                    Ok(RegistrationState {
+                        registration: row.get(0)?,
+                        last_delivered_at_ms: row.get(1)?,
+                        last_success_at_ms: row.get(2)?,
+                        last_transaction_id: row.get(3)?,
+                        in_flight: row.get(4)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
     }
 }
 

@@ -28,7 +28,7 @@ use super::lanes::Lanes;
 use crate::dnb::{IncomingItem, RejectedItem, ValidItem};
 use crate::journal::{
     ActionRecord, AppendOutcome, ClaimId, Claimed, Clock, Completion, Delivery, ItemFate,
-    JournalError, NotificationId, Outcome, RejectedIndex, ReplayOutcome,
+    JournalError, NotificationId, Outcome, PullCheckpoint, RejectedIndex, ReplayOutcome,
 };
 
 /// Most commands committed in one transaction.
@@ -80,6 +80,10 @@ pub(super) enum Command {
         reply: Reply<usize>,
     },
     Probe {
+        reply: Reply<()>,
+    },
+    Registration {
+        change: PullCheckpoint,
         reply: Reply<()>,
     },
     Close {
@@ -361,7 +365,9 @@ impl Command {
                     _ => unreachable!("a replay produces a replay outcome"),
                 }));
             }
-            Command::Complete { reply, .. } | Command::Probe { reply } => {
+            Command::Complete { reply, .. }
+            | Command::Probe { reply }
+            | Command::Registration { reply, .. } => {
                 let _ = reply.send(result.map(|_| ()));
             }
             Command::Close { reply } => drop(reply.send(())),
@@ -450,6 +456,10 @@ fn run_commands(
                          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     )?
                     .execute([now.to_string()])?;
+                Output::Written
+            }
+            Command::Registration { change, .. } => {
+                update_registration(connection, change, now)?;
                 Output::Written
             }
             Command::Close { .. } => unreachable!("Close is split off before execution"),
@@ -576,6 +586,14 @@ fn append_group(
             .insert(&delivery.webhook_id, connection.last_insert_rowid());
     }
 
+    // A pulled page's checkpoint commits with it, whatever became of its items (a page
+    // that was all duplicates still moves its registration on).
+    for delivery in deliveries {
+        if let Some(change) = &delivery.checkpoint {
+            update_registration(connection, change, delivery.received_at.timestamp_millis())?;
+        }
+    }
+
     let mut results = Vec::with_capacity(deliveries.len());
     for (position, fate) in fates.into_iter().enumerate() {
         let outcome = match fate {
@@ -592,6 +610,39 @@ fn append_group(
         results.push(outcome);
     }
     Ok(results)
+}
+
+/// Applies a change to a registration's pull state: the delivery time only grows, the
+/// success time and transaction id are replaced when given, the in-flight flag is set as said.
+fn update_registration(
+    connection: &Connection,
+    change: &PullCheckpoint,
+    now: i64,
+) -> Result<(), JournalError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO registrations
+                 (reference, last_delivered_at, last_success_at, last_transaction_id, in_flight, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (reference) DO UPDATE SET
+                 last_delivered_at = CASE
+                     WHEN excluded.last_delivered_at IS NULL THEN last_delivered_at
+                     WHEN last_delivered_at IS NULL THEN excluded.last_delivered_at
+                     ELSE max(last_delivered_at, excluded.last_delivered_at) END,
+                 last_success_at = coalesce(excluded.last_success_at, last_success_at),
+                 last_transaction_id = coalesce(excluded.last_transaction_id, last_transaction_id),
+                 in_flight = excluded.in_flight,
+                 updated_at = excluded.updated_at",
+        )?
+        .execute(rusqlite::params![
+            change.registration,
+            change.delivered_at_ms,
+            change.succeeded_at_ms,
+            change.transaction_id,
+            change.in_flight,
+            now
+        ])?;
+    Ok(())
 }
 
 fn redelivered(ids: Vec<Option<NotificationId>>, rejected: Vec<RejectedIndex>) -> AppendOutcome {
