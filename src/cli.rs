@@ -41,6 +41,20 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Re-drive stored notifications, as `POST /replay` does, directly on the journal.
     Replay(ReplayArgs),
+    /// Journal D&B delivery files (NOTIFICATION, SEEDFILE, EXCEPTIONS; checked against their
+    /// HEADER manifest when present); a file already imported is skipped.
+    Import(ImportArgs),
+}
+
+/// Arguments of `import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Delivery files (`.zip`, `.txt`, `.ndjson`, `_HEADER.json`) or folders holding them.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Count and validate only; journal nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `replay`: ids, or a filter.

@@ -6,6 +6,7 @@ mod crash;
 mod executors;
 mod fake_hubspot;
 mod fake_hubspot_checks;
+mod files;
 mod helpers;
 mod hubspot;
 mod journal;

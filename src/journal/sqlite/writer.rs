@@ -27,8 +27,8 @@ use super::deliveries::Deliveries;
 use super::lanes::Lanes;
 use crate::dnb::{IncomingItem, RejectedItem, ValidItem};
 use crate::journal::{
-    ActionRecord, AppendOutcome, ClaimId, Claimed, Clock, Completion, Delivery, ItemFate,
-    JournalError, NotificationId, Outcome, RejectedIndex, ReplayOutcome,
+    ActionRecord, AppendOutcome, ClaimId, Claimed, Clock, Completion, Delivery, DnbException,
+    ImportedFile, ItemFate, JournalError, NotificationId, Outcome, RejectedIndex, ReplayOutcome,
 };
 
 /// Most commands committed in one transaction.
@@ -80,6 +80,11 @@ pub(super) enum Command {
         reply: Reply<usize>,
     },
     Probe {
+        reply: Reply<()>,
+    },
+    RecordFile {
+        file: ImportedFile,
+        exceptions: Vec<DnbException>,
         reply: Reply<()>,
     },
     Close {
@@ -361,7 +366,9 @@ impl Command {
                     _ => unreachable!("a replay produces a replay outcome"),
                 }));
             }
-            Command::Complete { reply, .. } | Command::Probe { reply } => {
+            Command::Complete { reply, .. }
+            | Command::Probe { reply }
+            | Command::RecordFile { reply, .. } => {
                 let _ = reply.send(result.map(|_| ()));
             }
             Command::Close { reply } => drop(reply.send(())),
@@ -450,6 +457,12 @@ fn run_commands(
                          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     )?
                     .execute([now.to_string()])?;
+                Output::Written
+            }
+            Command::RecordFile {
+                file, exceptions, ..
+            } => {
+                record_file(connection, file, exceptions, now)?;
                 Output::Written
             }
             Command::Close { .. } => unreachable!("Close is split off before execution"),
@@ -1212,6 +1225,51 @@ fn upsert_actions(
             Ok(())
         },
     )
+}
+
+/// Inserts or replaces a delivery file's record and records its exceptions (each file line once).
+fn record_file(
+    connection: &Connection,
+    file: &ImportedFile,
+    exceptions: &[DnbException],
+    now: i64,
+) -> Result<(), JournalError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO imported_files (name, sha256, kind, lines_committed, accepted, duplicates,
+                                         rejected, started_at, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (name, sha256) DO UPDATE SET
+                kind = excluded.kind, lines_committed = excluded.lines_committed,
+                accepted = excluded.accepted, duplicates = excluded.duplicates,
+                rejected = excluded.rejected, finished_at = excluded.finished_at",
+        )?
+        .execute(rusqlite::params![
+            file.name,
+            file.sha256,
+            file.kind,
+            file.lines_committed as i64,
+            file.accepted as i64,
+            file.duplicates as i64,
+            file.rejected as i64,
+            file.started_at_ms,
+            file.finished_at_ms,
+        ])?;
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO dnb_exceptions (file_name, line, duns, code, information, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (file_name, line) DO NOTHING",
+    )?;
+    for exception in exceptions {
+        insert.execute(rusqlite::params![
+            exception.file_name,
+            exception.line as i64,
+            exception.duns,
+            exception.code,
+            exception.information,
+            now,
+        ])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
