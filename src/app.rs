@@ -1,5 +1,6 @@
 //! `Application`: opens the journal, binds the listener, starts the worker
-//! pool, and runs until the shutdown token is cancelled.
+//! pool (and the delivery-file inbox when `dnb.files.inbox` is set), and runs
+//! until the shutdown token is cancelled.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::files::{self, Importer};
 use crate::http::state::Shared;
 use crate::http::{AppState, router};
 use crate::hubspot::{DryRunExecutor, Executor, HubSpotClient, HubSpotExecutor, HubSpotStatus};
@@ -36,6 +38,7 @@ pub struct Application {
     state: AppState,
     pool: PoolHandle,
     purge: tokio::task::JoinHandle<()>,
+    inbox: Option<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
 }
 
@@ -143,6 +146,18 @@ impl Application {
             metrics.clone(),
             shutdown.child_token(),
         );
+        let inbox = (!settings.dnb.files.inbox.is_empty()).then(|| {
+            let importer = Importer {
+                metrics: Some(metrics.clone()),
+                doorbell: Some(doorbell.clone()),
+                ..Importer::new(journal.clone())
+            };
+            files::inbox::start(
+                settings.dnb.files.inbox.clone().into(),
+                importer,
+                shutdown.child_token(),
+            )
+        });
         let state = Arc::new(Shared {
             journal,
             doorbell,
@@ -156,6 +171,7 @@ impl Application {
             state,
             pool,
             purge,
+            inbox,
             shutdown,
         })
     }
@@ -175,6 +191,7 @@ impl Application {
             state,
             pool,
             purge,
+            inbox,
             shutdown,
         } = self;
         let grace = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
@@ -196,6 +213,9 @@ impl Application {
             );
         }
         let _ = purge.await;
+        if let Some(inbox) = inbox {
+            let _ = inbox.await;
+        }
         journal.close().await;
         tracing::info!("stopped");
         served.context("HTTP server failed")

@@ -197,7 +197,14 @@ impl Importer {
         let mut files = Vec::new();
         let mut problems = Vec::new();
         for listed in &manifest.file_header.files {
-            let path = header.with_file_name(&listed.name);
+            let mut path = header.with_file_name(&listed.name);
+            // In an inbox, a file imported on its own before its manifest came is in `imported/`.
+            let moved = header
+                .with_file_name(super::inbox::IMPORTED)
+                .join(&listed.name);
+            if !path.is_file() && moved.is_file() {
+                path = moved;
+            }
             let Some(Named::Data(kind)) = classify(&listed.name) else {
                 problems.push(format!("{} is not a delivery file name", listed.name));
                 continue;

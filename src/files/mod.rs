@@ -9,6 +9,7 @@
 //! interrupted one resumes after its last committed chunk.
 
 pub mod import;
+pub mod inbox;
 
 pub mod read;
 

@@ -436,3 +436,88 @@ fn dry_run_counts_and_journals_nothing() {
     );
     assert_eq!(count(&journal, "SELECT count(*) FROM notifications"), 0);
 }
+
+/// Waits until `check` holds, for at most 30 seconds.
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn serve_imports_what_lands_in_the_inbox_and_moves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    let staging = dir.path().join("staging");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::create_dir_all(&staging).unwrap();
+    let inbox_setting = inbox.display().to_string();
+    let app = spawn_app_with(
+        move |settings| settings.dnb.files.inbox = inbox_setting,
+        Arc::new(dnb_hubspot_bridge::hubspot::DryRunExecutor),
+    )
+    .await;
+
+    // An upload in progress (`.part`) and a broken zip.
+    let good = write_zip(
+        &staging,
+        "REF_20240513080000_NOTIFICATION_1",
+        notification_lines(0, 120),
+    );
+    let uploading = inbox.join("REF_20240513080000_NOTIFICATION_1.zip.part");
+    std::fs::rename(&good, &uploading).unwrap();
+    std::fs::write(
+        inbox.join("REF_20240513080000_NOTIFICATION_9.zip"),
+        b"not a zip",
+    )
+    .unwrap();
+
+    let error_file = inbox.join("failed/REF_20240513080000_NOTIFICATION_9.zip.error");
+    wait_until("the broken zip to fail", || error_file.is_file()).await;
+    assert!(
+        inbox
+            .join("failed/REF_20240513080000_NOTIFICATION_9.zip")
+            .is_file()
+    );
+    let error = std::fs::read_to_string(&error_file).unwrap();
+    assert!(error.contains("not a readable zip archive"), "{error}");
+    assert!(uploading.is_file(), "a .part file is never read");
+    assert_eq!(app.count("SELECT count(*) FROM notifications"), 0);
+
+    // The upload completes.
+    std::fs::rename(
+        &uploading,
+        inbox.join("REF_20240513080000_NOTIFICATION_1.zip"),
+    )
+    .unwrap();
+    let imported = inbox.join("imported/REF_20240513080000_NOTIFICATION_1.zip");
+    wait_until("the zip to be imported and moved", || imported.is_file()).await;
+    app.wait_for_count("SELECT count(*) FROM notifications", 120)
+        .await;
+    assert!(!inbox.join("REF_20240513080000_NOTIFICATION_1.zip").exists());
+    // The workers process them as webhook deliveries.
+    app.wait_for_count(
+        "SELECT count(*) FROM notifications WHERE status IN ('done', 'skipped')",
+        120,
+    )
+    .await;
+
+    let (_, metrics) = app.get("/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "bridge_dnb_files_imported_total{kind=\"notification\",outcome=\"imported\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "bridge_dnb_files_imported_total{kind=\"notification\",outcome=\"failed\"}"
+        ),
+        1.0
+    );
+    app.stop().await;
+}
