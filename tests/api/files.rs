@@ -455,7 +455,10 @@ async fn serve_imports_what_lands_in_the_inbox_and_moves_it() {
     std::fs::create_dir_all(&staging).unwrap();
     let inbox_setting = inbox.display().to_string();
     let app = spawn_app_with(
-        move |settings| settings.dnb.files.inbox = inbox_setting,
+        move |settings| {
+            settings.dnb.files.inbox = inbox_setting;
+            settings.admin.token = secrecy::SecretString::from("inbox-admin-token");
+        },
         Arc::new(dnb_hubspot_bridge::hubspot::DryRunExecutor),
     )
     .await;
@@ -504,6 +507,31 @@ async fn serve_imports_what_lands_in_the_inbox_and_moves_it() {
     )
     .await;
 
+    // An EXCEPTIONS file: its DUNS are listed to operators.
+    std::fs::write(
+        inbox.join("REF_20240513080000_EXCEPTIONS_1.txt"),
+        "DUNS\tCode\tInformation\n081466849\t10001\tDUNS not found\n",
+    )
+    .unwrap();
+    let moved = inbox.join("imported/REF_20240513080000_EXCEPTIONS_1.txt");
+    wait_until("the EXCEPTIONS file to be imported", || moved.is_file()).await;
+    let listed: serde_json::Value = app
+        .client
+        .get(app.url("/exceptions"))
+        .bearer_auth("inbox-admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["duns"], "081466849", "{listed}");
+    assert_eq!(
+        listed["items"][0]["file"],
+        "REF_20240513080000_EXCEPTIONS_1.txt"
+    );
+    assert_eq!(listed["items"][0]["line"], 2);
+
     let (_, metrics) = app.get("/metrics").await;
     assert_eq!(
         metric(
@@ -517,6 +545,17 @@ async fn serve_imports_what_lands_in_the_inbox_and_moves_it() {
             &metrics,
             "bridge_dnb_files_imported_total{kind=\"notification\",outcome=\"failed\"}"
         ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "bridge_dnb_files_imported_total{kind=\"exceptions\",outcome=\"imported\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&metrics, "bridge_dnb_exceptions_recorded_total"),
         1.0
     );
     app.stop().await;
