@@ -9,7 +9,7 @@ CONFIG ?= config.yaml
 SAMPLES ?= ../shared/samples
 BIN := target/release/dnb-hubspot-bridge
 
-.PHONY: build run demo test fmt lint bench-ingest bench-hubspot bench-journal
+.PHONY: build run demo test fmt lint bench-ingest bench-hubspot bench-journal bench-import
 
 build:
 	cargo build --release --locked
@@ -51,3 +51,7 @@ bench-journal:
 ## HubSpot benchmark: the service against the fake HubSpot portal (lower-tier limits), 1,000 notifications at 100/s.
 bench-hubspot: build
 	cargo bench --locked --bench hubspot
+
+## File-import benchmark: `import` of a 1,000,000-line NOTIFICATION zip (lines/s, peak RSS).
+bench-import: build
+	cargo bench --locked --bench import
