@@ -26,3 +26,11 @@ CREATE TABLE dnb_exceptions (
     UNIQUE (file_name, line)
 );
 CREATE INDEX dnb_exceptions_duns ON dnb_exceptions (duns);
+
+-- The content-dedupe key gains the DUNS between the delivery time and the hash: the same
+-- uniqueness (the canonical JSON, so its hash, includes the DUNS), but notifications that
+-- share one `deliveryTimeStamp` (a whole D&B delivery often does) and come grouped by DUNS
+-- in ascending order, as in D&B's files, now insert at the right edge of the index instead
+-- of at random places across it.
+DROP INDEX notifications_content;
+CREATE UNIQUE INDEX notifications_content ON notifications (delivered_at, duns, content_hash);

@@ -543,7 +543,7 @@ fn append_group(
     }
     let mut taken: HashSet<[u8; 32]> = HashSet::new();
     let mut existing = connection.prepare_cached(
-        "SELECT id FROM notifications WHERE delivered_at = ?1 AND content_hash = ?2",
+        "SELECT id FROM notifications WHERE delivered_at = ?1 AND duns = ?2 AND content_hash = ?3",
     )?;
     for (position, index, item) in &valid {
         let outcome = outcomes[*position].as_mut().expect("fresh delivery");
@@ -551,7 +551,11 @@ fn append_group(
             Some(id) if taken.insert(item.content_hash) => ItemFate::Accepted(*id),
             Some(id) => ItemFate::Duplicate(*id),
             None => ItemFate::Duplicate(existing.query_row(
-                rusqlite::params![item.delivered_at_ms, &item.content_hash[..]],
+                rusqlite::params![
+                    item.delivered_at_ms,
+                    item.duns.as_str(),
+                    &item.content_hash[..]
+                ],
                 |row| row.get(0),
             )?),
         };
