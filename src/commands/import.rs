@@ -5,7 +5,6 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -65,14 +64,14 @@ pub async fn run(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCo
 /// A progress bar over a file's uncompressed bytes, with its lines and lines/s.
 struct Bar {
     bar: ProgressBar,
-    started: Mutex<(String, Instant)>,
-    last_lines: AtomicU64,
+    started: Mutex<Instant>,
 }
 
 impl Bar {
     fn new(terminal: bool) -> Arc<Self> {
         let bar = if terminal {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            // Length 1 until the file's size is known: an empty bar reads 0%, not 100%.
+            let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {msg} ETA {eta}")
                     .expect("valid template")
@@ -84,24 +83,22 @@ impl Bar {
         };
         Arc::new(Self {
             bar,
-            started: Mutex::new((String::new(), Instant::now())),
-            last_lines: AtomicU64::new(0),
+            started: Mutex::new(Instant::now()),
         })
     }
 }
 
 impl Progress for Arc<Bar> {
     fn begin(&self, name: &str) {
-        *self.started.lock() = (name.to_string(), Instant::now());
-        self.last_lines.store(0, Ordering::Relaxed);
+        *self.started.lock() = Instant::now();
         self.bar.reset();
+        self.bar.set_length(1);
         self.bar.set_prefix(name.to_string());
         self.bar.set_position(0);
     }
 
     fn advance(&self, position: u64, size: u64, lines: u64) {
-        let seconds = self.started.lock().1.elapsed().as_secs_f64().max(0.001);
-        self.last_lines.store(lines, Ordering::Relaxed);
+        let seconds = self.started.lock().elapsed().as_secs_f64().max(0.001);
         self.bar.set_length(size.max(position));
         self.bar.set_position(position);
         self.bar.set_message(format!(

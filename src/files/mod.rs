@@ -199,13 +199,17 @@ pub fn plan(paths: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
     }
     // Manifests beside the files given, too: a file a manifest lists is imported with its delivery.
     let mut headers: Vec<PathBuf> = Vec::new();
+    let mut folders: Vec<PathBuf> = Vec::new();
     for file in &files {
-        let folder = file.parent().unwrap_or(Path::new("."));
-        let beside = if folder.as_os_str().is_empty() {
-            list_folder(Path::new("."))?
-        } else {
-            list_folder(folder)?
+        let folder = match file.parent() {
+            Some(folder) if !folder.as_os_str().is_empty() => folder.to_path_buf(),
+            _ => PathBuf::from("."),
         };
+        if folders.contains(&folder) {
+            continue;
+        }
+        let beside = list_folder(&folder)?;
+        folders.push(folder);
         for candidate in beside {
             if classify(&file_name(&candidate)) == Some(Named::Header)
                 && !headers.iter().any(|known| same_file(known, &candidate))
