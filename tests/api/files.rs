@@ -560,3 +560,74 @@ async fn serve_imports_what_lands_in_the_inbox_and_moves_it() {
     );
     app.stop().await;
 }
+
+#[test]
+fn an_import_killed_mid_file_resumes_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    let lines = 200_000;
+    let zip = write_zip(
+        dir.path(),
+        "REF_20240513080000_NOTIFICATION_1",
+        notification_lines(0, lines),
+    );
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dnb-hubspot-bridge"))
+        .args(["--config", config, "import"])
+        .arg(&zip)
+        .env(
+            "BRIDGE__STORAGE__URL",
+            format!("sqlite://{}", journal.display()),
+        )
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some chunks, but not all, are recorded.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let committed = loop {
+        assert!(Instant::now() < deadline, "no chunk was recorded");
+        let recorded = rusqlite::Connection::open_with_flags(
+            &journal,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|connection| {
+            connection.busy_timeout(Duration::from_secs(5))?;
+            connection.query_row(
+                "SELECT lines_committed FROM imported_files WHERE finished_at IS NULL",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+        });
+        match recorded {
+            Ok(lines) if lines > 0 => break lines,
+            _ => {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "the import finished before it could be killed"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(committed < lines as i64);
+
+    let (output, _) = import_process(&journal, &[zip.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("resumed after line"), "{stdout}");
+    assert_eq!(
+        count(&journal, "SELECT count(*) FROM notifications"),
+        lines as i64
+    );
+    assert_eq!(
+        count(
+            &journal,
+            "SELECT count(*) FROM imported_files WHERE finished_at IS NOT NULL AND lines_committed = 200000"
+        ),
+        1
+    );
+}
