@@ -9,7 +9,7 @@ CONFIG ?= config.yaml
 SAMPLES ?= samples
 BIN := target/release/dnb-hubspot-bridge
 
-.PHONY: build run demo test fmt lint bench-ingest bench-hubspot bench-journal bench-pull
+.PHONY: build run demo test fmt lint bench-ingest bench-hubspot bench-journal bench-pull bench-import
 
 build:
 	cargo build --release --locked
@@ -55,3 +55,7 @@ bench-hubspot: build
 ## D&B pull benchmark: the release binary's `pull --once` drains 10,000 notifications from the fake Direct+ at 5 calls/s.
 bench-pull: build
 	cargo bench --locked --bench pull
+
+## File-import benchmark: `import` of a 1,000,000-line NOTIFICATION zip (lines/s, peak RSS).
+bench-import: build
+	cargo bench --locked --bench import

@@ -1,5 +1,6 @@
 //! `Application`: opens the journal, binds the listener, starts the worker
-//! pool, and runs until the shutdown token is cancelled.
+//! pool (and the delivery-file inbox when `dnb.files.inbox` is set), and runs
+//! until the shutdown token is cancelled.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::dnb::direct_plus::DirectPlusClient;
 use crate::dnb::pull::{self, Puller};
+use crate::files::{self, Importer};
 use crate::http::state::Shared;
 use crate::http::{AppState, router};
 use crate::hubspot::{DryRunExecutor, Executor, HubSpotClient, HubSpotExecutor, HubSpotStatus};
@@ -40,6 +42,7 @@ pub struct Application {
     purge: tokio::task::JoinHandle<()>,
     /// The D&B pull loops, when `dnb.pull.enabled`.
     pull: Option<tokio::task::JoinHandle<()>>,
+    inbox: Option<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
 }
 
@@ -161,6 +164,18 @@ impl Application {
         } else {
             None
         };
+        let inbox = (!settings.dnb.files.inbox.is_empty()).then(|| {
+            let importer = Importer {
+                metrics: Some(metrics.clone()),
+                doorbell: Some(doorbell.clone()),
+                ..Importer::new(journal.clone())
+            };
+            files::inbox::start(
+                settings.dnb.files.inbox.clone().into(),
+                importer,
+                shutdown.child_token(),
+            )
+        });
         let state = Arc::new(Shared {
             journal,
             doorbell,
@@ -175,6 +190,7 @@ impl Application {
             pool,
             purge,
             pull,
+            inbox,
             shutdown,
         })
     }
@@ -195,6 +211,7 @@ impl Application {
             pool,
             purge,
             pull,
+            inbox,
             shutdown,
         } = self;
         let grace = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
@@ -220,6 +237,9 @@ impl Application {
             // The loops stop at the token; a call cut short leaves its registration marked
             // in flight, and the next start replays it.
             let _ = pull.await;
+        }
+        if let Some(inbox) = inbox {
+            let _ = inbox.await;
         }
         journal.close().await;
         tracing::info!("stopped");

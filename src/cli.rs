@@ -43,6 +43,9 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Poll D&B Direct+ monitoring for the configured registrations and journal what arrives.
     Pull(PullArgs),
+    /// Journal D&B delivery files (NOTIFICATION, SEEDFILE, EXCEPTIONS; checked against their
+    /// HEADER manifest when present); a file already imported is skipped.
+    Import(ImportArgs),
 }
 
 /// Arguments of `pull`.
@@ -57,6 +60,17 @@ pub struct PullArgs {
     /// First re-read D&B's replay window from this time (RFC 3339; D&B keeps 14 days).
     #[arg(long)]
     pub replay_from: Option<String>,
+}
+
+/// Arguments of `import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Delivery files (`.zip`, `.txt`, `.ndjson`, `_HEADER.json`) or folders holding them.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Count and validate only; journal nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `replay`: ids, or a filter.

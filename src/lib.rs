@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dnb;
+pub mod files;
 pub mod http;
 pub mod hubspot;
 pub mod journal;

@@ -44,6 +44,7 @@ async fn main() -> ExitCode {
         Command::Simulate(args) => commands::simulate::run(&settings, args),
         Command::Replay(args) => commands::replay::run(&settings, args).await,
         Command::Pull(args) => commands::pull::run(&settings, args).await,
+        Command::Import(args) => commands::import::run(&settings, args).await,
         Command::CheckConfig => unreachable!("handled above"),
     };
     result.unwrap_or_else(|error| {

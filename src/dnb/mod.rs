@@ -9,4 +9,7 @@ pub mod pull;
 pub use notification::{
     Duns, ElementChange, Notification, NotificationType, RejectReason, Rejection,
 };
-pub use payload::{BodyFormat, IncomingItem, PayloadError, RejectedItem, ValidItem, parse_body};
+pub use payload::{
+    BodyFormat, IncomingItem, PayloadError, RejectedItem, SeedDefaults, ValidItem, parse_body,
+    parse_line,
+};

@@ -139,26 +139,49 @@ fn parse_ndjson(body: &[u8]) -> Vec<IncomingItem> {
     body.split(|byte| *byte == b'\n')
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
         .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .map(|line| {
-            let parsed = std::str::from_utf8(line)
-                .map_err(|_| "the line is not valid UTF-8".to_string())
-                .and_then(|text| {
-                    serde_json::from_str::<Value>(text).map_err(|error| error.to_string())
-                });
-            match parsed {
-                Ok(value) => check_item(&value),
-                Err(detail) => IncomingItem::Rejected(RejectedItem {
-                    rejection: Rejection {
-                        reason: RejectReason::InvalidJson,
-                        detail: format!("the line is not a JSON notification: {detail}"),
-                    },
-                    raw: String::from_utf8_lossy(line).into_owned(),
-                    notification_type: None,
-                    duns: None,
-                }),
-            }
-        })
+        .map(|line| parse_line(line, None))
         .collect()
+}
+
+/// What a SEEDFILE record lacks and its file supplies: SEEDFILE lines are full records
+/// without `type` (they are SEED) and may carry no `deliveryTimeStamp`.
+#[derive(Debug, Clone, Copy)]
+pub struct SeedDefaults<'a> {
+    /// The file's time (RFC 3339), used as `deliveryTimeStamp` when a record has none.
+    pub delivered_at: Option<&'a str>,
+}
+
+/// Checks one NDJSON line (without its line break), as a line of an NDJSON body or of a
+/// delivery file. With `seed`, a record without `type` is a SEED and one without
+/// `deliveryTimeStamp` gets the file's time.
+pub fn parse_line(line: &[u8], seed: Option<SeedDefaults<'_>>) -> IncomingItem {
+    let parsed = std::str::from_utf8(line)
+        .map_err(|_| "the line is not valid UTF-8".to_string())
+        .and_then(|text| serde_json::from_str::<Value>(text).map_err(|error| error.to_string()));
+    match parsed {
+        Ok(mut value) => {
+            if let (Some(seed), Value::Object(object)) = (seed, &mut value) {
+                object
+                    .entry("type")
+                    .or_insert_with(|| Value::from(NotificationType::Seed.as_str()));
+                if let Some(time) = seed.delivered_at {
+                    object
+                        .entry("deliveryTimeStamp")
+                        .or_insert_with(|| Value::from(time));
+                }
+            }
+            check_item(&value)
+        }
+        Err(detail) => IncomingItem::Rejected(RejectedItem {
+            rejection: Rejection {
+                reason: RejectReason::InvalidJson,
+                detail: format!("the line is not a JSON notification: {detail}"),
+            },
+            raw: String::from_utf8_lossy(line).into_owned(),
+            notification_type: None,
+            duns: None,
+        }),
+    }
 }
 
 fn check_item(value: &Value) -> IncomingItem {

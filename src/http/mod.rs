@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
                 .route("/notifications", get(admin::notifications::list))
                 .route("/notifications/{id}", get(admin::notifications::show))
                 .route("/replay", post(admin::replay::replay))
+                .route("/exceptions", get(admin::exceptions::list))
                 .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token)),
         )
         .layer(middleware::from_fn_with_state(state.clone(), record_request))

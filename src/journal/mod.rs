@@ -455,6 +455,48 @@ pub struct JournalStats {
     pub size_bytes: u64,
 }
 
+/// A delivery file as the journal records it (`import`, the inbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedFile {
+    /// The file's name (without its folder).
+    pub name: String,
+    /// Hex SHA-256 of the file as found.
+    pub sha256: String,
+    /// `notification`, `seed` or `exceptions`.
+    pub kind: String,
+    /// Lines committed so far (the whole file once `finished_at_ms` is set).
+    pub lines_committed: u64,
+    /// Lines newly journaled for processing.
+    pub accepted: u64,
+    /// Lines already journaled.
+    pub duplicates: u64,
+    /// Lines kept as rejected.
+    pub rejected: u64,
+    /// When its import began, unix milliseconds.
+    pub started_at_ms: i64,
+    /// When its last line was committed.
+    pub finished_at_ms: Option<i64>,
+}
+
+/// One line of a D&B EXCEPTIONS file: a DUNS that D&B could not monitor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnbException {
+    /// Journal row id (0 before it is recorded).
+    pub id: i64,
+    /// The file it came in.
+    pub file_name: String,
+    /// Its line number in that file (1 is the header row).
+    pub line: u64,
+    /// The DUNS.
+    pub duns: String,
+    /// D&B's code.
+    pub code: String,
+    /// D&B's explanation.
+    pub information: String,
+    /// When it was recorded, unix milliseconds.
+    pub recorded_at_ms: i64,
+}
+
 /// Why a journal operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -596,6 +638,31 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Every Direct+ registration's pull state, by reference.
     async fn registrations(&self) -> Result<Vec<RegistrationState>, JournalError>;
+
+    /// The record of a delivery file with this name and content hash, if one was imported
+    /// (or begun).
+    async fn imported_file(
+        &self,
+        name: &str,
+        sha256: &str,
+    ) -> Result<Option<ImportedFile>, JournalError>;
+
+    /// Records a delivery file's progress (inserted or replaced), with the exceptions it
+    /// holds (an EXCEPTIONS file's lines, recorded once per file and line), in one transaction.
+    async fn record_imported_file(
+        &self,
+        file: ImportedFile,
+        exceptions: Vec<DnbException>,
+    ) -> Result<(), JournalError>;
+
+    /// Recorded EXCEPTIONS lines, newest first, optionally of one DUNS, with ids below
+    /// `before` (the cursor).
+    async fn exceptions(
+        &self,
+        duns: Option<String>,
+        limit: usize,
+        before: Option<i64>,
+    ) -> Result<Vec<DnbException>, JournalError>;
 }
 
 /// How a process opens the journal.

@@ -56,6 +56,14 @@ pub const HUBSPOT_PAUSED: &str = "bridge_hubspot_paused";
 pub const JOURNAL_SIZE: &str = "bridge_journal_size_bytes";
 /// `bridge_journal_purged_total`: finished notifications removed by retention.
 pub const JOURNAL_PURGED: &str = "bridge_journal_purged_total";
+/// `bridge_dnb_files_imported_total{kind,outcome}`: D&B delivery files by kind and outcome.
+pub const FILES_IMPORTED: &str = "bridge_dnb_files_imported_total";
+/// `bridge_dnb_exceptions_recorded_total`: DUNS D&B refused to monitor, from EXCEPTIONS files.
+pub const EXCEPTIONS_RECORDED: &str = "bridge_dnb_exceptions_recorded_total";
+/// The `kind` label of delivery files.
+pub const FILE_KINDS: [&str; 3] = ["notification", "seed", "exceptions"];
+/// The `outcome` label of delivery files: imported, skipped (already imported) or failed.
+pub const FILE_OUTCOMES: [&str; 3] = ["imported", "skipped", "failed"];
 /// `bridge_http_requests_total{method,path,status}`.
 pub const HTTP_REQUESTS: &str = "bridge_http_requests_total";
 /// `bridge_http_request_duration_seconds{method,path}`.
@@ -199,6 +207,16 @@ impl Metrics {
         self.with(|| counter!(NOTES_CREATED).increment(count as u64));
     }
 
+    /// A delivery file of `kind` ended with `outcome` (see [`FILE_KINDS`], [`FILE_OUTCOMES`]).
+    pub fn file_imported(&self, kind: &'static str, outcome: &'static str) {
+        self.with(|| counter!(FILES_IMPORTED, "kind" => kind, "outcome" => outcome).increment(1));
+    }
+
+    /// DUNS recorded from EXCEPTIONS files.
+    pub fn exceptions_recorded(&self, count: u64) {
+        self.with(|| counter!(EXCEPTIONS_RECORDED).increment(count));
+    }
+
     /// Notifications removed by the retention purge.
     pub fn purged(&self, count: usize) {
         self.with(|| counter!(JOURNAL_PURGED).increment(count as u64));
@@ -317,7 +335,7 @@ enum Kind {
 }
 
 /// Every metric: name, kind and help text.
-const CATALOGUE: [(&str, Kind, &str); 23] = [
+const CATALOGUE: [(&str, Kind, &str); 25] = [
     (
         RECEIVED,
         Kind::Counter,
@@ -391,6 +409,16 @@ const CATALOGUE: [(&str, Kind, &str); 23] = [
         JOURNAL_PURGED,
         Kind::Counter,
         "Finished notifications removed by the retention purge.",
+    ),
+    (
+        FILES_IMPORTED,
+        Kind::Counter,
+        "D&B delivery files handled by `import` or the inbox, by kind and outcome.",
+    ),
+    (
+        EXCEPTIONS_RECORDED,
+        Kind::Counter,
+        "DUNS that D&B could not monitor, recorded from EXCEPTIONS files.",
     ),
     (
         HTTP_REQUESTS,
@@ -480,6 +508,12 @@ fn describe() {
     for reason in <crate::journal::PauseReason as strum::VariantArray>::VARIANTS {
         gauge!(HUBSPOT_PAUSED, "reason" => reason.as_str()).set(0.0);
     }
+    for kind in FILE_KINDS {
+        for outcome in FILE_OUTCOMES {
+            counter!(FILES_IMPORTED, "kind" => kind, "outcome" => outcome).absolute(0);
+        }
+    }
+    counter!(EXCEPTIONS_RECORDED).absolute(0);
     counter!(DUPLICATES).absolute(0);
     counter!(JOURNAL_PURGED).absolute(0);
     gauge!(JOURNAL_SIZE).set(0.0);

@@ -10,6 +10,7 @@ mod executors;
 mod fake_dnb;
 mod fake_hubspot;
 mod fake_hubspot_checks;
+mod files;
 mod helpers;
 mod hubspot;
 mod journal;

@@ -656,7 +656,43 @@ async fn everyday_exchanges() -> Vec<Exchange> {
         .expect("the single notification got an id")
         .to_string();
     wait_for_status(&app, &processed, "done").await;
+    // Two lines of an EXCEPTIONS file, recorded as `import` records them.
+    let connection = rusqlite::Connection::open(&app.db_path).unwrap();
+    connection.busy_timeout(Duration::from_secs(5)).unwrap();
+    connection
+        .execute_batch(
+            "INSERT INTO dnb_exceptions (file_name, line, duns, code, information, recorded_at) VALUES
+             ('REF_20240513080000_EXCEPTIONS_1.txt', 2, '081466849', '10001', 'DUNS not found', 1715587200000),
+             ('REF_20240513080000_EXCEPTIONS_1.txt', 3, '502329781', '10002', '', 1715587200000)",
+        )
+        .unwrap();
+    drop(connection);
     let listed = send_all(vec![
+        ("the exceptions are 200", admin_get(&app, "/exceptions"), Conforming, 200),
+        (
+            "a page of exceptions is 200 with a next cursor",
+            admin_get(&app, "/exceptions?limit=1"),
+            Conforming,
+            200,
+        ),
+        (
+            "the exceptions of one DUNS are 200",
+            admin_get(&app, "/exceptions?duns=081466849"),
+            Conforming,
+            200,
+        ),
+        (
+            "an exceptions limit over 1000 is 400",
+            admin_get(&app, "/exceptions?limit=1001"),
+            Nonconforming,
+            400,
+        ),
+        (
+            "the exceptions without a token are 401",
+            app.client.get(app.url("/exceptions")),
+            Nonconforming,
+            401,
+        ),
         ("the list is 200", admin_get(&app, "/notifications"), Conforming, 200),
         (
             "a short page is 200 with a next cursor",
@@ -940,6 +976,13 @@ async fn closed_admin_exchanges() -> Vec<Exchange> {
         exchange(
             "one notification without a configured token is 404",
             admin_get(&app, "/notifications/1"),
+            Sent::Conforming,
+            404,
+        )
+        .await,
+        exchange(
+            "the exceptions without a configured token are 404",
+            admin_get(&app, "/exceptions"),
             Sent::Conforming,
             404,
         )

@@ -1,10 +1,11 @@
-//! Operator endpoints: `GET /notifications`, `GET /notifications/{id}` and
-//! `POST /replay`, behind the `admin.token` bearer token.
+//! Operator endpoints: `GET /notifications`, `GET /notifications/{id}`,
+//! `POST /replay` and `GET /exceptions`, behind the `admin.token` bearer token.
 //!
 //! With no token configured every admin path answers 404. The token check
 //! compares SHA-256 digests in constant time, so neither the token's bytes
 //! nor its length leak through timing.
 
+pub mod exceptions;
 pub mod notifications;
 pub mod replay;
 

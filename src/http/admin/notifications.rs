@@ -63,11 +63,11 @@ pub struct Page {
     next_cursor: Option<String>,
 }
 
-fn encode_cursor(id: NotificationId) -> String {
+pub(super) fn encode_cursor(id: NotificationId) -> String {
     URL_SAFE_NO_PAD.encode(format!("before:{id}"))
 }
 
-fn decode_cursor(cursor: &str) -> Result<NotificationId, ApiError> {
+pub(super) fn decode_cursor(cursor: &str) -> Result<NotificationId, ApiError> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()

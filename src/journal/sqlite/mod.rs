@@ -26,9 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ActionRecord, ActionState, AppendOutcome, AttemptRecord, ClaimId, Claimed, CompanyEvent,
-    Completion, Delivery, Detail, Filter, Journal, JournalError, JournalOptions, JournalStats,
-    Move, NotificationId, PullCheckpoint, RegistrationState, ReplayOutcome, Status, StoredAction,
-    Summary,
+    Completion, Delivery, Detail, DnbException, Filter, ImportedFile, Journal, JournalError,
+    JournalOptions, JournalStats, Move, NotificationId, PullCheckpoint, RegistrationState,
+    ReplayOutcome, Status, StoredAction, Summary,
 };
 use crate::config::{SqliteSynchronous, StorageSettings};
 use writer::Command;
@@ -71,6 +71,9 @@ fn migrations() -> Migrations<'static> {
         )),
         M::up(include_str!(
             "../../../migrations/sqlite/0008_registrations.sql"
+        )),
+        M::up(include_str!(
+            "../../../migrations/sqlite/0009_imported_files.sql"
         )),
     ])
 }
@@ -634,6 +637,82 @@ impl Journal for SqliteJournal {
                         in_flight: row.get(4)?,
                     })
                 })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn imported_file(
+        &self,
+        name: &str,
+        sha256: &str,
+    ) -> Result<Option<ImportedFile>, JournalError> {
+        let (name, sha256) = (name.to_string(), sha256.to_string());
+        self.readers
+            .run(move |connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT name, sha256, kind, lines_committed, accepted, duplicates, rejected,
+                                started_at, finished_at
+                         FROM imported_files WHERE name = ?1 AND sha256 = ?2",
+                    )?
+                    .query_row([name, sha256], |row| {
+                        Ok(ImportedFile {
+                            name: row.get(0)?,
+                            sha256: row.get(1)?,
+                            kind: row.get(2)?,
+                            lines_committed: row.get::<_, i64>(3)?.max(0) as u64,
+                            accepted: row.get::<_, i64>(4)?.max(0) as u64,
+                            duplicates: row.get::<_, i64>(5)?.max(0) as u64,
+                            rejected: row.get::<_, i64>(6)?.max(0) as u64,
+                            started_at_ms: row.get(7)?,
+                            finished_at_ms: row.get(8)?,
+                        })
+                    })
+                    .optional()
+            })
+            .await
+    }
+
+    async fn record_imported_file(
+        &self,
+        file: ImportedFile,
+        exceptions: Vec<DnbException>,
+    ) -> Result<(), JournalError> {
+        self.send(|reply| Command::RecordFile {
+            file,
+            exceptions,
+            reply,
+        })
+        .await
+    }
+
+    async fn exceptions(
+        &self,
+        duns: Option<String>,
+        limit: usize,
+        before: Option<i64>,
+    ) -> Result<Vec<DnbException>, JournalError> {
+        self.readers
+            .run(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT id, file_name, line, duns, code, information, recorded_at
+                     FROM dnb_exceptions
+                     WHERE (?1 IS NULL OR duns = ?1) AND (?2 IS NULL OR id < ?2)
+                     ORDER BY id DESC LIMIT ?3",
+                )?;
+                let rows =
+                    statement.query_map(rusqlite::params![duns, before, limit as i64], |row| {
+                        Ok(DnbException {
+                            id: row.get(0)?,
+                            file_name: row.get(1)?,
+                            line: row.get::<_, i64>(2)?.max(0) as u64,
+                            duns: row.get(3)?,
+                            code: row.get(4)?,
+                            information: row.get(5)?,
+                            recorded_at_ms: row.get(6)?,
+                        })
+                    })?;
                 rows.collect()
             })
             .await

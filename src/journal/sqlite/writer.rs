@@ -27,8 +27,9 @@ use super::deliveries::Deliveries;
 use super::lanes::Lanes;
 use crate::dnb::{IncomingItem, RejectedItem, ValidItem};
 use crate::journal::{
-    ActionRecord, AppendOutcome, ClaimId, Claimed, Clock, Completion, Delivery, ItemFate,
-    JournalError, NotificationId, Outcome, PullCheckpoint, RejectedIndex, ReplayOutcome,
+    ActionRecord, AppendOutcome, ClaimId, Claimed, Clock, Completion, Delivery, DnbException,
+    ImportedFile, ItemFate, JournalError, NotificationId, Outcome, PullCheckpoint, RejectedIndex,
+    ReplayOutcome,
 };
 
 /// Most commands committed in one transaction.
@@ -84,6 +85,11 @@ pub(super) enum Command {
     },
     Registration {
         change: PullCheckpoint,
+        reply: Reply<()>,
+    },
+    RecordFile {
+        file: ImportedFile,
+        exceptions: Vec<DnbException>,
         reply: Reply<()>,
     },
     Close {
@@ -367,7 +373,8 @@ impl Command {
             }
             Command::Complete { reply, .. }
             | Command::Probe { reply }
-            | Command::Registration { reply, .. } => {
+            | Command::Registration { reply, .. }
+            | Command::RecordFile { reply, .. } => {
                 let _ = reply.send(result.map(|_| ()));
             }
             Command::Close { reply } => drop(reply.send(())),
@@ -462,6 +469,12 @@ fn run_commands(
                 update_registration(connection, change, now)?;
                 Output::Written
             }
+            Command::RecordFile {
+                file, exceptions, ..
+            } => {
+                record_file(connection, file, exceptions, now)?;
+                Output::Written
+            }
             Command::Close { .. } => unreachable!("Close is split off before execution"),
         });
     }
@@ -540,7 +553,7 @@ fn append_group(
     }
     let mut taken: HashSet<[u8; 32]> = HashSet::new();
     let mut existing = connection.prepare_cached(
-        "SELECT id FROM notifications WHERE delivered_at = ?1 AND content_hash = ?2",
+        "SELECT id FROM notifications WHERE delivered_at = ?1 AND duns = ?2 AND content_hash = ?3",
     )?;
     for (position, index, item) in &valid {
         let outcome = outcomes[*position].as_mut().expect("fresh delivery");
@@ -548,7 +561,11 @@ fn append_group(
             Some(id) if taken.insert(item.content_hash) => ItemFate::Accepted(*id),
             Some(id) => ItemFate::Duplicate(*id),
             None => ItemFate::Duplicate(existing.query_row(
-                rusqlite::params![item.delivered_at_ms, &item.content_hash[..]],
+                rusqlite::params![
+                    item.delivered_at_ms,
+                    item.duns.as_str(),
+                    &item.content_hash[..]
+                ],
                 |row| row.get(0),
             )?),
         };
@@ -1263,6 +1280,51 @@ fn upsert_actions(
             Ok(())
         },
     )
+}
+
+/// Inserts or replaces a delivery file's record and records its exceptions (each file line once).
+fn record_file(
+    connection: &Connection,
+    file: &ImportedFile,
+    exceptions: &[DnbException],
+    now: i64,
+) -> Result<(), JournalError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO imported_files (name, sha256, kind, lines_committed, accepted, duplicates,
+                                         rejected, started_at, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (name, sha256) DO UPDATE SET
+                kind = excluded.kind, lines_committed = excluded.lines_committed,
+                accepted = excluded.accepted, duplicates = excluded.duplicates,
+                rejected = excluded.rejected, finished_at = excluded.finished_at",
+        )?
+        .execute(rusqlite::params![
+            file.name,
+            file.sha256,
+            file.kind,
+            file.lines_committed as i64,
+            file.accepted as i64,
+            file.duplicates as i64,
+            file.rejected as i64,
+            file.started_at_ms,
+            file.finished_at_ms,
+        ])?;
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO dnb_exceptions (file_name, line, duns, code, information, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (file_name, line) DO NOTHING",
+    )?;
+    for exception in exceptions {
+        insert.execute(rusqlite::params![
+            exception.file_name,
+            exception.line as i64,
+            exception.duns,
+            exception.code,
+            exception.information,
+            now,
+        ])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
