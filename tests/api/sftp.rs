@@ -55,59 +55,76 @@ impl SshServer {
         keygen(&path.join("user_key"));
         std::fs::copy(path.join("user_key.pub"), path.join("authorized_keys")).unwrap();
         std::fs::create_dir(path.join("remote")).unwrap();
-        let port = free_port();
-        std::fs::write(
-            path.join("sshd_config"),
-            format!(
-                "Port {port}\n\
-                 ListenAddress 127.0.0.1\n\
-                 HostKey {dir}/host_key\n\
-                 PidFile {dir}/sshd.pid\n\
-                 AuthorizedKeysFile {dir}/authorized_keys\n\
-                 StrictModes no\n\
-                 PubkeyAuthentication yes\n\
-                 PasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\n\
-                 UsePAM no\n\
-                 PermitRootLogin prohibit-password\n\
-                 AllowUsers {user}\n\
-                 Subsystem sftp internal-sftp\n",
-                dir = path.display()
-            ),
-        )
-        .unwrap();
-        let known_host = std::fs::read_to_string(path.join("host_key.pub")).unwrap();
-        std::fs::write(
-            path.join("known_hosts"),
-            format!("[127.0.0.1]:{port} {}", known_host.trim()),
-        )
-        .unwrap();
-        let child = Command::new(SSHD)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(path.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(path.join("sshd.log")).unwrap())
-            .spawn()
-            .expect("start sshd");
-        let server = Self {
-            child,
-            dir,
-            port,
-            user,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // The free port may be taken before sshd binds it: a server that exits is started
+        // again on another port.
+        for attempt in 1.. {
+            let port = free_port();
+            std::fs::write(
+                path.join("sshd_config"),
+                format!(
+                    "Port {port}\n\
+                     ListenAddress 127.0.0.1\n\
+                     HostKey {dir}/host_key\n\
+                     PidFile {dir}/sshd.pid\n\
+                     AuthorizedKeysFile {dir}/authorized_keys\n\
+                     StrictModes no\n\
+                     PubkeyAuthentication yes\n\
+                     PasswordAuthentication no\n\
+                     KbdInteractiveAuthentication no\n\
+                     UsePAM no\n\
+                     PermitRootLogin prohibit-password\n\
+                     AllowUsers {user}\n\
+                     Subsystem sftp internal-sftp\n",
+                    dir = path.display()
+                ),
+            )
+            .unwrap();
+            let known_host = std::fs::read_to_string(path.join("host_key.pub")).unwrap();
+            std::fs::write(
+                path.join("known_hosts"),
+                format!("[127.0.0.1]:{port} {}", known_host.trim()),
+            )
+            .unwrap();
+            let mut child = Command::new(SSHD)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(path.join("sshd_config"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(path.join("sshd.log")).unwrap())
+                .spawn()
+                .expect("start sshd");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let exited = loop {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break false;
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break true;
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if !exited {
+                return Some(Self {
+                    child,
+                    dir,
+                    port,
+                    user,
+                });
+            }
+            let log = std::fs::read_to_string(path.join("sshd.log")).unwrap_or_default();
             assert!(
-                Instant::now() < deadline,
-                "sshd did not listen on port {port}: {}",
-                server.log()
+                attempt < 3,
+                "sshd did not listen on 127.0.0.1:{port}: {log}"
             );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        Some(server)
+        unreachable!("the loop returns or fails")
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -117,10 +134,6 @@ impl SshServer {
     /// The folder the bridge lists.
     fn remote(&self) -> PathBuf {
         self.path("remote")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("sshd.log")).unwrap_or_default()
     }
 
     /// `dnb.sftp.*` for this server, fetching into `inbox`'s server-side folder.
