@@ -1,6 +1,7 @@
 //! `Application`: opens the journal, binds the listener, starts the worker
-//! pool (and the delivery-file inbox when `dnb.files.inbox` is set), and runs
-//! until the shutdown token is cancelled.
+//! pool (the delivery-file inbox when `dnb.files.inbox` is set, and the SFTP
+//! fetch into it when `dnb.sftp.host` is set), and runs until the shutdown
+//! token is cancelled.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct Application {
     /// The D&B pull loops, when `dnb.pull.enabled`.
     pull: Option<tokio::task::JoinHandle<()>>,
     inbox: Option<tokio::task::JoinHandle<()>>,
+    /// The SFTP fetch, when `dnb.sftp.host` is set.
+    sftp: Option<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
 }
 
@@ -176,6 +179,13 @@ impl Application {
                 shutdown.child_token(),
             )
         });
+        let sftp = (!settings.dnb.sftp.host.trim().is_empty()).then(|| {
+            files::sftp::start(
+                settings.dnb.sftp.clone(),
+                settings.dnb.files.inbox.clone().into(),
+                shutdown.child_token(),
+            )
+        });
         let state = Arc::new(Shared {
             journal,
             doorbell,
@@ -191,6 +201,7 @@ impl Application {
             purge,
             pull,
             inbox,
+            sftp,
             shutdown,
         })
     }
@@ -212,6 +223,7 @@ impl Application {
             purge,
             pull,
             inbox,
+            sftp,
             shutdown,
         } = self;
         let grace = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
@@ -240,6 +252,10 @@ impl Application {
         }
         if let Some(inbox) = inbox {
             let _ = inbox.await;
+        }
+        if let Some(sftp) = sftp {
+            // A download cut short leaves a `.part` file, which the next one overwrites.
+            let _ = sftp.await;
         }
         journal.close().await;
         tracing::info!("stopped");

@@ -184,6 +184,27 @@ pub fn validate(settings: &Settings) -> Vec<ConfigError> {
     if dnb.sftp.interval_secs == 0 {
         problem("dnb.sftp.interval_secs", "must be at least 1".into());
     }
+    if !dnb.sftp.host.trim().is_empty() {
+        if dnb.files.inbox.trim().is_empty() {
+            problem(
+                "dnb.files.inbox",
+                "dnb.sftp.host is set: the SFTP fetch downloads into the inbox, so it needs one"
+                    .into(),
+            );
+        }
+        for (key, value) in [
+            ("dnb.sftp.username", &dnb.sftp.username),
+            ("dnb.sftp.private_key_path", &dnb.sftp.private_key_path),
+            ("dnb.sftp.known_hosts_path", &dnb.sftp.known_hosts_path),
+        ] {
+            if value.trim().is_empty() {
+                problem(
+                    key,
+                    "empty; the SFTP fetch (dnb.sftp.host is set) needs it".into(),
+                );
+            }
+        }
+    }
     if dnb.pull.enabled {
         if dnb
             .registrations
@@ -246,6 +267,27 @@ mod tests {
         settings.dnb.registrations = vec!["REF".into()];
         settings.dnb.client_key = SecretString::from("key");
         settings.dnb.client_secret = SecretString::from("secret");
+        assert_eq!(validate(&settings), Vec::new());
+    }
+
+    #[test]
+    fn the_sftp_fetch_needs_the_inbox_a_login_a_key_and_known_hosts() {
+        let mut settings = valid();
+        settings.dnb.sftp.host = "sftp.example".into();
+        let keys: Vec<String> = validate(&settings).into_iter().map(|e| e.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "dnb.files.inbox",
+                "dnb.sftp.username",
+                "dnb.sftp.private_key_path",
+                "dnb.sftp.known_hosts_path"
+            ]
+        );
+        settings.dnb.files.inbox = "/var/lib/bridge/inbox".into();
+        settings.dnb.sftp.username = "bridge".into();
+        settings.dnb.sftp.private_key_path = "/etc/bridge/id_ed25519".into();
+        settings.dnb.sftp.known_hosts_path = "/etc/bridge/known_hosts".into();
         assert_eq!(validate(&settings), Vec::new());
     }
 

@@ -12,6 +12,7 @@ pub mod import;
 pub mod inbox;
 
 pub mod read;
+pub mod sftp;
 
 use std::path::{Path, PathBuf};
 

@@ -20,4 +20,5 @@ mod operations;
 mod processing;
 mod samples;
 mod secrets;
+mod sftp;
 mod webhook;
