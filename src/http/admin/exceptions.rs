@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
-use super::notifications::{decode_cursor, encode_cursor};
-use super::{MAX_LIMIT, rfc3339};
+use super::notifications::{encode_cursor, page};
+use super::rfc3339;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::journal::DnbException;
@@ -60,24 +60,7 @@ pub async fn list(
 ) -> Result<Json<ExceptionPage>, ApiError> {
     let Query(query) =
         query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
-    let limit = match query.limit {
-        None => 100,
-        Some(text) => match text.parse::<usize>() {
-            Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => limit,
-            _ => {
-                return Err(ApiError::invalid(
-                    "limit",
-                    format!("must be an integer from 1 to {MAX_LIMIT}"),
-                ));
-            }
-        },
-    };
-    let before = query
-        .cursor
-        .as_deref()
-        .filter(|cursor| !cursor.is_empty())
-        .map(decode_cursor)
-        .transpose()?;
+    let (limit, before) = page(query.limit.as_deref(), query.cursor.as_deref())?;
     let duns = query
         .duns
         .map(|text| {

@@ -67,6 +67,31 @@ pub(super) fn encode_cursor(id: NotificationId) -> String {
     URL_SAFE_NO_PAD.encode(format!("before:{id}"))
 }
 
+/// The page size (`limit`, default 100, at most [`MAX_LIMIT`]) and the position a listing
+/// starts after (`cursor`; empty is the start: the first page).
+pub(super) fn page(
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<(usize, Option<NotificationId>), ApiError> {
+    let limit = match limit {
+        None => 100,
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => limit,
+            _ => {
+                return Err(ApiError::invalid(
+                    "limit",
+                    format!("must be an integer from 1 to {MAX_LIMIT}"),
+                ));
+            }
+        },
+    };
+    let before = cursor
+        .filter(|cursor| !cursor.is_empty())
+        .map(decode_cursor)
+        .transpose()?;
+    Ok((limit, before))
+}
+
 pub(super) fn decode_cursor(cursor: &str) -> Result<NotificationId, ApiError> {
     URL_SAFE_NO_PAD
         .decode(cursor)
@@ -83,25 +108,7 @@ pub async fn list(
 ) -> Result<Json<Page>, ApiError> {
     let Query(query) =
         query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
-    let limit = match query.limit {
-        None => 100,
-        Some(text) => match text.parse::<usize>() {
-            Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => limit,
-            _ => {
-                return Err(ApiError::invalid(
-                    "limit",
-                    format!("must be an integer from 1 to {MAX_LIMIT}"),
-                ));
-            }
-        },
-    };
-    // An empty cursor is the start position: the first page.
-    let before = query
-        .cursor
-        .as_deref()
-        .filter(|cursor| !cursor.is_empty())
-        .map(decode_cursor)
-        .transpose()?;
+    let (limit, before) = page(query.limit.as_deref(), query.cursor.as_deref())?;
     let filter = FilterInput {
         status: query.status,
         notification_type: query.notification_type,
