@@ -544,12 +544,15 @@ pub(super) async fn update(
     let mut moves = Vec::new();
     // Positions whose changes are in the update: their outcome depends on HubSpot's answer.
     let mut sent = BTreeSet::new();
-    for &position in &order {
+    let decided: Vec<_> = order
+        .iter()
+        .map(|position| decided_changes(&work[*position]))
+        .collect();
+    for (&position, changes) in order.iter().zip(&decided) {
         let item = &work[position];
         let company = item.company.as_ref().expect("active work has a company");
-        let changes = decided_changes(item);
         let mut properties = BTreeMap::new();
-        for (_, values) in &changes {
+        for (_, values) in changes {
             properties.extend(values.clone());
         }
         // The DUNS moves only by a TRANSFER to a free successor; other writes leave it alone.
@@ -612,17 +615,16 @@ pub(super) async fn update(
     let all: Vec<UpdateInput> = merged
         .into_iter()
         .map(|(id, properties)| UpdateInput {
-            object_write_trace_id: format!("company-{id}"),
+            object_write_trace_id: format!("companies-{id}"),
             id,
             properties,
         })
         .collect();
     let (confirmed, refused) = send_updates(executor, "companies", all).await?;
     executor.metrics.hubspot_companies_updated(confirmed.len());
-    for &position in &order {
+    for (position, changes) in order.into_iter().zip(decided) {
         let item = &mut work[position];
         let company = item.company.clone().expect("active work has a company");
-        let changes = decided_changes(item);
         if sent.contains(&position) {
             if let Some(error) = refused.get(&company.id) {
                 item.fail(format!("HubSpot refused the company update: {error}"), true);
@@ -657,8 +659,9 @@ pub(super) async fn update(
     Ok(())
 }
 
-/// Sends batch updates of `object` and returns the ids HubSpot confirmed and the ones it
-/// refused with its reason; an id in neither was not confirmed.
+/// Sends batch updates of `object` (inputs traced as `{object}-{id}`) and returns the ids
+/// HubSpot confirmed and the ones it refused with its reason; an id in neither was not
+/// confirmed.
 pub(super) async fn send_updates(
     executor: &HubSpotExecutor,
     object: &str,
@@ -672,14 +675,7 @@ pub(super) async fn send_updates(
         })
         .await?;
         confirmed.extend(answer.results.into_iter().map(|result| result.id));
-        let prefix = format!(
-            "{}-",
-            if object == "companies" {
-                "company"
-            } else {
-                object
-            }
-        );
+        let prefix = format!("{object}-");
         for error in answer.errors {
             for trace in error.trace_ids().iter().chain(error.ids()) {
                 let id = trace.strip_prefix(&prefix).unwrap_or(trace);
