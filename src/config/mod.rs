@@ -129,7 +129,7 @@ impl Default for AdminSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
-    /// `sqlite://PATH`; default `sqlite://data/journal.db`.
+    /// `sqlite://PATH` (default `sqlite://data/journal.db`) or `postgres://...`.
     pub url: String,
     /// How long finished notifications are kept; default 30 days.
     #[serde(deserialize_with = "deserialize_duration")]
@@ -140,6 +140,8 @@ pub struct StorageSettings {
     pub wal_max_bytes: u64,
     /// How often the retention purge runs, in seconds; default 60.
     pub purge_interval_secs: u64,
+    /// PostgreSQL: connections each process keeps at most; default 16.
+    pub max_connections: u32,
 }
 
 impl Default for StorageSettings {
@@ -150,6 +152,7 @@ impl Default for StorageSettings {
             synchronous: SqliteSynchronous::Full,
             wal_max_bytes: 64 * 1024 * 1024,
             purge_interval_secs: 60,
+            max_connections: 16,
         }
     }
 }

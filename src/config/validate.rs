@@ -78,6 +78,9 @@ pub fn validate(settings: &Settings) -> Vec<ConfigError> {
     } else if !url.starts_with("sqlite://") || url.len() == "sqlite://".len() {
         problem("storage.url", format!("{url:?} must be sqlite://PATH"));
     }
+    if settings.storage.max_connections < 2 {
+        problem("storage.max_connections", "must be at least 2".into());
+    }
     if settings.storage.purge_interval_secs == 0 {
         problem("storage.purge_interval_secs", "must be at least 1".into());
     }

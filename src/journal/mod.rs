@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod lease;
+pub mod postgres;
 pub mod reason;
 pub mod sqlite;
 
@@ -506,6 +507,12 @@ pub enum JournalError {
     /// The schema could not be brought up to date.
     #[error("journal migration failed")]
     Migration(#[from] rusqlite_migration::Error),
+    /// PostgreSQL answered with an error, or could not be reached.
+    #[error("journal database error")]
+    Postgres(#[from] sqlx::Error),
+    /// The PostgreSQL schema could not be brought up to date.
+    #[error("journal migration failed")]
+    PostgresMigration(#[from] sqlx::migrate::MigrateError),
     /// The journal file or its folder could not be used.
     #[error("journal storage error")]
     Io(#[from] std::io::Error),

@@ -17,6 +17,7 @@ mod journal;
 mod lifecycle;
 mod openapi;
 mod operations;
+mod postgres;
 mod processing;
 mod samples;
 mod secrets;
