@@ -88,7 +88,8 @@ impl Application {
             !secrets.is_empty(),
             "webhook.secrets: no signing secret configured"
         );
-        // This process runs the workers, so the claims a previous one left are its to take back.
+        // This process runs the workers, so with SQLite the claims a previous one left are its
+        // to take back (a journal other processes share leaves them to their leases).
         let options = JournalOptions {
             clock: clock.clone(),
             take_back_claims: true,
@@ -121,6 +122,9 @@ impl Application {
             None => Arc::new(DryRunExecutor),
         };
         let doorbell = Doorbell::new(settings.queue.capacity);
+        // With a journal other processes share, their commits ring this process's workers too.
+        let ring = doorbell.clone();
+        journal.on_work(Arc::new(move || ring.ring()));
         let processor = Arc::new(Processor {
             rules: settings.hubspot.action_rules(),
             executor,

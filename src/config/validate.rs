@@ -71,12 +71,19 @@ pub fn validate(settings: &Settings) -> Vec<ConfigError> {
 
     let url = settings.storage.url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // The URL holds the password: the problem names what is wrong, never the URL.
+        if let Err(error) = url.parse::<sqlx::postgres::PgConnectOptions>() {
+            let reason = match error {
+                sqlx::Error::Configuration(reason) => reason.to_string(),
+                _ => "not a valid PostgreSQL URL".into(),
+            };
+            problem("storage.url", format!("invalid postgres:// URL: {reason}"));
+        }
+    } else if !url.starts_with("sqlite://") || url.len() == "sqlite://".len() {
         problem(
             "storage.url",
-            "postgres:// is not supported yet; use sqlite://PATH".into(),
+            format!("{url:?} must be sqlite://PATH or postgres://USER@HOST/DATABASE"),
         );
-    } else if !url.starts_with("sqlite://") || url.len() == "sqlite://".len() {
-        problem("storage.url", format!("{url:?} must be sqlite://PATH"));
     }
     if settings.storage.max_connections < 2 {
         problem("storage.max_connections", "must be at least 2".into());

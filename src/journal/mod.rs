@@ -670,6 +670,13 @@ pub trait Journal: Send + Sync + 'static {
         limit: usize,
         before: Option<i64>,
     ) -> Result<Vec<DnbException>, JournalError>;
+
+    /// Calls `ring` whenever another process sharing the journal commits work a claim could
+    /// take, until the journal closes. A journal only one process uses (SQLite) has no one
+    /// else to hear from and ignores it.
+    fn on_work(&self, ring: Arc<dyn Fn() + Send + Sync>) {
+        let _ = ring;
+    }
 }
 
 /// How a process opens the journal.
@@ -703,12 +710,20 @@ pub async fn connect_with(
     settings: &StorageSettings,
     options: JournalOptions,
 ) -> Result<Arc<dyn Journal>, JournalError> {
-    match settings.url.strip_prefix("sqlite://") {
-        Some(path) if !path.is_empty() => Ok(Arc::new(
+    if let Some(path) = settings.url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(JournalError::UnsupportedUrl(settings.url.clone()));
+        }
+        return Ok(Arc::new(
             sqlite::SqliteJournal::open(path.as_ref(), settings, options).await?,
-        )),
-        _ => Err(JournalError::UnsupportedUrl(settings.url.clone())),
+        ));
     }
+    if settings.url.starts_with("postgres://") || settings.url.starts_with("postgresql://") {
+        return Ok(Arc::new(
+            postgres::PostgresJournal::open(&settings.url, settings, options).await?,
+        ));
+    }
+    Err(JournalError::UnsupportedUrl(settings.url.clone()))
 }
 
 /// Current time in unix milliseconds.

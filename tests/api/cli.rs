@@ -58,7 +58,7 @@ fn check_config_lists_every_problem_and_exits_1() {
     let config = dir.path().join("config.yaml");
     std::fs::write(
         &config,
-        "server:\n  bind: nowhere\nstorage:\n  url: postgres://db/x\nworkers:\n  count: 0\nhubspot:\n  actions:\n    MERGE: [create_task]\n",
+        "server:\n  bind: nowhere\nstorage:\n  url: mysql://db/x\nworkers:\n  count: 0\nhubspot:\n  actions:\n    MERGE: [create_task]\n",
     )
     .unwrap();
     let output = bridge(&["--config", config.to_str().unwrap(), "check-config"], &[]);
@@ -73,7 +73,7 @@ fn check_config_lists_every_problem_and_exits_1() {
     ] {
         assert!(stderr.contains(key), "{key} not reported:\n{stderr}");
     }
-    assert!(stderr.contains("not supported yet"));
+    assert!(stderr.contains("must be sqlite://PATH or postgres://"));
 }
 
 #[test]
