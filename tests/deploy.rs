@@ -324,6 +324,7 @@ fn every_yaml_and_json_file_under_deploy_parses() {
         "kubernetes/postgres/deployment.yaml",
         "kubernetes/postgres/pdb.yaml",
         "kubernetes/postgres/migrate-journal-job.yaml",
+        "nginx/bridge.conf",
         "systemd/dnb-hubspot-bridge.service",
     ] {
         assert!(
@@ -1472,6 +1473,237 @@ fn compose_stack_wires_the_bridge_prometheus_and_grafana() {
             .iter()
             .any(|m| m.as_str().unwrap().ends_with(":/var/lib/bridge")),
         "the journal directory is a volume"
+    );
+}
+
+/// `value` with `${NAME}`, `${NAME:-default}` and `${NAME:?message}` filled in from
+/// `variables` as Compose does (an unset or empty variable takes the default).
+fn compose_interpolate(value: &str, variables: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = start + rest[start..].find('}').expect("a closing }");
+        let inner = &rest[start + 2..end];
+        let name: String = inner
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        match variables.get(&name).filter(|v| !v.is_empty()) {
+            Some(value) => out.push_str(value),
+            None => out.push_str(inner[name.len()..].strip_prefix(":-").unwrap_or("")),
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Host ports a service publishes (`"8080:8080"`, `"127.0.0.1:9090:9090"`).
+fn published_ports(service: &Value) -> Vec<(String, String)> {
+    service["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|port| {
+            let port = port.as_str().expect("ports as strings");
+            let (host, container) = port.rsplit_once(':').expect("HOST:CONTAINER");
+            (host.to_string(), container.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn compose_postgres_profile_runs_two_replicas_on_one_database_behind_the_proxy() {
+    let compose = yaml(&deploy("docker-compose.yml"));
+    let services = compose["services"].as_object().expect("services");
+    let example = env_example();
+
+    // `docker compose up` without a profile starts what it always did.
+    for name in ["bridge", "prometheus", "grafana"] {
+        assert!(
+            services[name]["profiles"].is_null(),
+            "{name} must run without a profile"
+        );
+    }
+    for name in ["postgres", "bridge-1", "bridge-2", "proxy"] {
+        let service = services
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} service"));
+        assert_eq!(
+            service["profiles"],
+            serde_json::json!(["postgres"]),
+            "{name} belongs to the postgres profile"
+        );
+    }
+    // Images are pinned; the bridge's own image is built from the repository.
+    for (name, service) in services {
+        let image = str_at(service, "/image");
+        let tag = image
+            .rsplit_once(':')
+            .map(|(_, tag)| tag)
+            .unwrap_or_else(|| panic!("{name}: {image} has no tag"));
+        assert!(
+            service["build"].is_object()
+                || (tag != "latest" && tag.chars().any(|c| c.is_ascii_digit())),
+            "{name}: {image} is not pinned to a version"
+        );
+    }
+    // Both stacks can run side by side: no host port is published twice.
+    let mut host_ports = BTreeSet::new();
+    for (name, service) in services {
+        for (host, _) in published_ports(service) {
+            assert!(
+                host_ports.insert(host.clone()),
+                "{name}: {host} published twice"
+            );
+        }
+    }
+
+    // PostgreSQL: official image, a volume, a readiness check, not published.
+    let postgres = &services["postgres"];
+    assert!(str_at(postgres, "/image").starts_with("postgres:"));
+    let check = postgres["healthcheck"]["test"].to_string();
+    assert!(check.contains("pg_isready"), "healthcheck {check}");
+    assert!(
+        array_at(postgres, "/volumes")
+            .iter()
+            .any(|m| m.as_str().unwrap().ends_with(":/var/lib/postgresql/data")),
+        "the database lives on a volume"
+    );
+    assert!(postgres["ports"].is_null(), "the database is not published");
+    let postgres_env =
+        |key: &str| compose_interpolate(str_at(postgres, &format!("/environment/{key}")), &example);
+    let (user, database, password) = (
+        postgres_env("POSTGRES_USER"),
+        postgres_env("POSTGRES_DB"),
+        postgres_env("POSTGRES_PASSWORD"),
+    );
+    assert!(!password.is_empty());
+
+    // Two identical replicas on that database, each started once it is healthy.
+    assert_eq!(services["bridge-1"], services["bridge-2"]);
+    let bridge = &services["bridge-1"];
+    assert_eq!(str_at(bridge, "/build/context"), "..");
+    assert_eq!(
+        str_at(bridge, "/image"),
+        str_at(&services["bridge"], "/image"),
+        "the replicas run the default stack's image"
+    );
+    assert_eq!(
+        bridge["depends_on"]["postgres"]["condition"], "service_healthy",
+        "the replicas wait for the database"
+    );
+    assert!(
+        published_ports(bridge).is_empty(),
+        "the proxy is the way in"
+    );
+    assert!(
+        array_at(bridge, "/volumes")
+            .iter()
+            .all(|m| !m.as_str().unwrap().contains(":/var/lib/bridge")),
+        "no journal volume"
+    );
+    assert_eq!(bridge["read_only"], true);
+    assert_eq!(bridge["cap_drop"], serde_json::json!(["ALL"]));
+    let environment = bridge["environment"]
+        .as_object()
+        .expect("environment as a map");
+    for secret in [
+        "BRIDGE_WEBHOOK_SECRET",
+        "HUBSPOT_API_TOKEN",
+        "BRIDGE_ADMIN_TOKEN",
+    ] {
+        assert!(
+            str_at(bridge, &format!("/environment/{secret}")).starts_with(&format!("${{{secret}")),
+            "{secret} must come from deploy/.env"
+        );
+    }
+    let mut variables = dockerfile_env(&final_stage());
+    for (name, value) in environment {
+        variables.insert(
+            name.clone(),
+            compose_interpolate(value.as_str().unwrap(), &example),
+        );
+    }
+    let settings = load_settings(&root().join("config.yaml"), &variables);
+    assert_eq!(
+        settings.storage.url,
+        format!("postgres://{user}:{password}@postgres:5432/{database}"),
+        "BRIDGE__STORAGE__URL (which overrides the image's SQLite path) names the postgres service"
+    );
+    assert!(
+        (5..=60).contains(&settings.workers.lease_secs),
+        "a short lease: {}",
+        settings.workers.lease_secs
+    );
+    let grace = duration_secs(str_at(bridge, "/stop_grace_period"));
+    assert!(grace > settings.server.shutdown_timeout_secs);
+
+    // The proxy: nginx, round robin over both replicas, once both are healthy.
+    let proxy = &services["proxy"];
+    assert!(str_at(proxy, "/image").starts_with("nginx:"));
+    for replica in ["bridge-1", "bridge-2"] {
+        assert_eq!(
+            proxy["depends_on"][replica]["condition"], "service_healthy",
+            "the proxy starts once {replica} serves"
+        );
+    }
+    let mount = array_at(proxy, "/volumes")
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|m| m.starts_with("./nginx/"))
+        .expect("the proxy's configuration from deploy/nginx/");
+    let conf = read(&deploy(mount.split(':').next().unwrap()));
+    let directives: Vec<Vec<&str>> = conf
+        .lines()
+        .map(|line| line.split('#').next().unwrap().trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            line.trim_end_matches(['{', ';'])
+                .split_whitespace()
+                .collect()
+        })
+        .collect();
+    let values = |directive: &str| -> Vec<Vec<&str>> {
+        directives
+            .iter()
+            .filter(|words| words.first() == Some(&directive))
+            .map(|words| words[1..].to_vec())
+            .collect()
+    };
+    let upstreams = values("upstream");
+    assert_eq!(upstreams.len(), 1, "one upstream");
+    let upstream = upstreams[0][0];
+    // `server host:port` lines of the upstream (a bare `server {` opens the server block).
+    let servers: Vec<&str> = values("server")
+        .iter()
+        .filter_map(|words| words.first().copied())
+        .collect();
+    assert_eq!(servers, ["bridge-1:8080", "bridge-2:8080"], "both replicas");
+    assert!(
+        values("proxy_pass")
+            .iter()
+            .any(|words| words[0] == format!("http://{upstream}")),
+        "requests go to the upstream {upstream}"
+    );
+    let listen = values("listen");
+    let (_, container_port) = published_ports(proxy)
+        .into_iter()
+        .next()
+        .expect("the proxy publishes a port");
+    assert!(
+        listen.iter().any(|words| words[0] == container_port),
+        "nginx listens on the published port {container_port}"
+    );
+    let body_limit = values("client_max_body_size")[0][0];
+    let body_limit: u64 = match body_limit.strip_suffix('m') {
+        Some(mebibytes) => mebibytes.parse::<u64>().unwrap() << 20,
+        None => body_limit.parse().unwrap(),
+    };
+    assert!(
+        body_limit >= settings.webhook.max_body_bytes as u64,
+        "client_max_body_size {body_limit} is below webhook.max_body_bytes"
     );
 }
 
