@@ -1085,9 +1085,6 @@ fn kubernetes_settings(k8s: &Kubernetes) -> Settings {
 }
 
 /// Loads `path` as the service would under `variables` and asserts it validates.
-///
-/// The Postgres journal is landing in steps: while the validation still calls a
-/// `postgres://` URL "not supported yet", that is the one problem let through for one.
 fn load_settings(path: &Path, variables: &BTreeMap<String, String>) -> Settings {
     let mut overrides = config::Map::new();
     for (name, value) in variables {
@@ -1098,14 +1095,8 @@ fn load_settings(path: &Path, variables: &BTreeMap<String, String>) -> Settings 
     let lookup = |name: &str| variables.get(name).cloned();
     let settings = Settings::load_with(path, &lookup, Some(overrides))
         .unwrap_or_else(|problems| panic!("{} does not load: {problems:?}", path.display()));
-    let postgres = settings.storage.url.starts_with("postgres://");
     let problems: Vec<String> = validate(&settings)
         .iter()
-        .filter(|problem| {
-            !(postgres
-                && problem.key == "storage.url"
-                && problem.message.contains("not supported yet"))
-        })
         .map(ToString::to_string)
         .collect();
     assert!(
