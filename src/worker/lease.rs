@@ -7,7 +7,10 @@
 //! gone (it ran out and may have been taken over by another claim), or no
 //! renewal has succeeded by the time the lease would run out (the journal
 //! could not be reached), the batch's [`LeaseWatch`] turns lost and the
-//! executor stops before its next HubSpot write.
+//! executor stops before its next HubSpot write. The watch also knows the time
+//! the lease was last known to hold until, and counts it lost from then on by
+//! itself: a process paused past its lease (SIGSTOP, a stalled VM) finds it lost
+//! at its next write, before the renewal has had the chance to run and fail.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +36,9 @@ impl Keeper {
     /// Starts renewing `claim`, whose lease began no earlier than `claimed_at_ms`; the
     /// watch reports its loss. Dropping the [`Renewal`] stops renewing.
     pub(super) fn keep(self, claim: ClaimId, claimed_at_ms: i64) -> (LeaseWatch, Renewal) {
-        let (signal, watch) = lease_watch();
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let (signal, watch) =
+            lease_watch(self.clock.clone(), claimed_at_ms.saturating_add(lease_ms));
         let stop = CancellationToken::new();
         let renewing = stop.clone();
         tokio::spawn(async move {
@@ -61,6 +66,7 @@ impl Keeper {
             match self.journal.renew(claim, self.lease).await {
                 Ok(true) => {
                     held_until = asked_at.saturating_add(lease_ms);
+                    signal.extend(held_until);
                     next = asked_at.saturating_add(every);
                 }
                 Ok(false) => {

@@ -19,6 +19,7 @@ mod openapi;
 mod operations;
 mod postgres;
 mod processing;
+mod replicas;
 mod samples;
 mod secrets;
 mod sftp;
