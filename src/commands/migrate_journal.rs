@@ -7,7 +7,8 @@
 //! them already there and copies the rest. The same statement counts the chunk's rows the
 //! target already held under the same key, so every SQLite row is accounted for as copied
 //! now or already there; a row that is neither (its key taken by a different row) is a
-//! mismatch. Afterwards the identity sequences move past the copied ids, and the counts are
+//! mismatch. Afterwards the identity sequences move past the copied ids, the status changes
+//! the inserts' triggers appended are folded into `status_counts`, and the counts are
 //! verified: rows per table, notifications per status, and the `status_counts` totals.
 //!
 //! Claims do not survive the move: notifications `processing` in SQLite arrive `pending`,
@@ -366,6 +367,7 @@ pub async fn run(args: MigrateJournalArgs) -> anyhow::Result<ExitCode> {
     }
 
     advance_sequences(&pool).await?;
+    fold_status_changes(&pool).await?;
 
     let mut problems = Vec::new();
     for (name, report) in &reports {
@@ -625,6 +627,21 @@ async fn advance_sequences(pool: &PgPool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot move the id sequence of {}", table.name))?;
     }
+    Ok(())
+}
+
+/// Folds the status changes the copy's inserts appended (a row per status and chunk) into
+/// `status_counts`, in one statement, so the totals stand on their own.
+async fn fold_status_changes(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query(
+        "WITH folded AS (DELETE FROM status_count_changes RETURNING status, n)
+         UPDATE status_counts s SET n = s.n + f.n
+         FROM (SELECT status, sum(n)::bigint AS n FROM folded GROUP BY status) f
+         WHERE s.status = f.status",
+    )
+    .execute(pool)
+    .await
+    .context("cannot fold the status counts")?;
     Ok(())
 }
 

@@ -409,6 +409,14 @@ async fn assert_same(path: &Path, pool: &PgPool) {
     for (status, rows, counted) in counts {
         assert_eq!(rows, counted, "status_counts for {status}");
     }
+    let (changes,): (i64,) = sqlx::query_as("SELECT count(*) FROM status_count_changes")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        changes, 0,
+        "the copy's status changes are folded into status_counts"
+    );
     let (claims,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM notifications
          WHERE status = 'processing' OR lease_until IS NOT NULL OR claim_id IS NOT NULL",
@@ -627,4 +635,37 @@ async fn a_postgres_journal_holding_other_notifications_is_refused() {
     .await
     .unwrap();
     assert_eq!((notifications, deliveries), (1, 0), "nothing was copied");
+}
+
+#[tokio::test]
+async fn a_row_whose_key_is_taken_is_a_mismatch() {
+    let Some(url) = postgres::fresh_url("a_row_whose_key_is_taken_is_a_mismatch").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = sqlite_journal(dir.path(), 6).await;
+    let pool = journal::postgres::pool(&url, 2).await.unwrap();
+    // An attempt under the id of the SQLite journal's first, for another notification.
+    sqlx::query(
+        "INSERT INTO attempts (id, notification_id, started_at, finished_at, worker, outcome)
+         VALUES (1, 999, 0, 0, 'elsewhere', 'done')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let output = migrate(&path, &url, &[]).await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("mismatch: attempts: 1 row(s) not copied"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not verified"), "{stderr}");
+    let attempts = sqlite_count(&path, "SELECT count(*) FROM attempts") as u64;
+    assert_eq!(
+        summary(&stdout, "attempts"),
+        [attempts, attempts - 1, 0, attempts]
+    );
+    assert!(!stdout.contains("counts verified"), "{stdout}");
 }
