@@ -46,6 +46,45 @@ pub enum Command {
     /// Journal D&B delivery files (NOTIFICATION, SEEDFILE, EXCEPTIONS; checked against their
     /// HEADER manifest when present); a file already imported is skipped.
     Import(ImportArgs),
+    /// Copy a SQLite journal into a PostgreSQL one (resumable; counts verified). Stop the
+    /// service first.
+    #[command(long_about = MIGRATE_JOURNAL_ABOUT)]
+    MigrateJournal(MigrateJournalArgs),
+}
+
+const MIGRATE_JOURNAL_ABOUT: &str = "\
+Copy a SQLite journal into a PostgreSQL one: every notification (ids kept), attempt, action,
+replay, delivery record, registration checkpoint, imported file and D&B exception.
+
+Stop the service that uses the SQLite journal first: the file is opened read-only and read in
+one snapshot, and what the service writes afterwards is not copied. The SQLite journal must be
+at the latest schema (open it once with this version's `serve`); an older file is refused and
+nothing is written. The PostgreSQL schema is created or brought up to date. The target must be
+new and empty, or hold only what an earlier run of this copy left: a journal that holds
+notifications the SQLite file does not is refused.
+
+Rows are copied in chunks, each committed on its own; rows already there are left alone, so an
+interrupted run resumes when run again and a second run copies nothing. Notifications that were
+`processing` arrive `pending`, without their claim. At the end the id sequences move past the
+copied ids, the status changes are folded into `status_counts` and the counts are verified
+(rows per table, notifications per status, the status totals); a mismatch exits non-zero. Exit
+codes: 0 copied and verified, 1 error or mismatch, 3 stopped by --max-chunks.";
+
+/// Arguments of `migrate-journal`.
+#[derive(Debug, clap::Args)]
+pub struct MigrateJournalArgs {
+    /// The SQLite journal: sqlite://PATH.
+    #[arg(long)]
+    pub from: String,
+    /// The PostgreSQL journal: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?options].
+    #[arg(long, env = "BRIDGE_MIGRATE_TO", hide_env_values = true)]
+    pub to: String,
+    /// Rows per chunk (one transaction each).
+    #[arg(long, default_value_t = 5000)]
+    pub chunk_size: usize,
+    /// Stop after this many chunks, as an interrupted run would (a later run resumes).
+    #[arg(long)]
+    pub max_chunks: Option<u64>,
 }
 
 /// Arguments of `pull`.

@@ -21,9 +21,19 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|_| LogSettings::default());
     telemetry::tracing::init(log.format, &log.level);
 
-    if let Command::CheckConfig = cli.command {
-        return commands::check_config::run(loaded);
-    }
+    let command = match cli.command {
+        Command::CheckConfig => return commands::check_config::run(loaded),
+        // Needs no configuration: both journals are named on the command line.
+        Command::MigrateJournal(args) => {
+            return commands::migrate_journal::run(args)
+                .await
+                .unwrap_or_else(|error| {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                });
+        }
+        command => command,
+    };
     let settings = match loaded {
         Ok(settings) => settings,
         Err(errors) => {
@@ -33,7 +43,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
+    let result = match command {
         Command::Serve => commands::serve::run(settings)
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -45,7 +55,7 @@ async fn main() -> ExitCode {
         Command::Replay(args) => commands::replay::run(&settings, args).await,
         Command::Pull(args) => commands::pull::run(&settings, args).await,
         Command::Import(args) => commands::import::run(&settings, args).await,
-        Command::CheckConfig => unreachable!("handled above"),
+        Command::CheckConfig | Command::MigrateJournal(_) => unreachable!("handled above"),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

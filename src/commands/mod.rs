@@ -4,6 +4,7 @@ pub mod bootstrap;
 pub mod check_config;
 pub mod healthcheck;
 pub mod import;
+pub mod migrate_journal;
 pub mod pull;
 pub mod replay;
 pub mod send;

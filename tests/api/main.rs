@@ -15,6 +15,7 @@ mod helpers;
 mod hubspot;
 mod journal;
 mod lifecycle;
+mod migrate;
 mod openapi;
 mod operations;
 mod postgres;
