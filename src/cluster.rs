@@ -1,0 +1,311 @@
+//! What the `serve` replicas sharing one PostgreSQL database coordinate through besides the
+//! journal: shared rate budgets (one HubSpot budget for the portal, whichever replica calls)
+//! and leadership leases (one D&B poller per registration).
+//!
+//! Both live in small tables (`migrations/postgres/0002_cluster.sql`) and every operation is
+//! one atomic statement that reads the time from the database's clock (`clock_timestamp()`,
+//! in microseconds), so the replicas' own clocks may disagree without harm.
+//!
+//! **Rate budgets** are GCRA (the algorithm of the in-process limiter, `governor`) kept in a
+//! row: `tat_us` is the theoretical arrival time. A reservation moves it by one emission
+//! interval `T = 1/rate` and tells the caller when its call may go: `max(tat, now) − τ`,
+//! with the tolerance `τ = (burst − 1) × T`. A reservation never fails: a caller over the
+//! budget gets a slot later and sleeps until it, so callers of every replica queue in one
+//! fair line. One token per call costs one `UPDATE` of a hot row (a fraction of a
+//! millisecond on a local network) against a HubSpot call of about 100 ms at no more than
+//! ten calls a second; in exchange no token is ever stranded in a replica that died, and the
+//! portal-wide rate is exact whatever the number of replicas.
+//!
+//! **Leases** name a job one replica at a time may run (`pull:<registration>`). The holder
+//! renews well before `lease_until_us`; another replica takes the row once it has passed (its
+//! holder died or lost the database). `fence` grows by one each time the holder changes.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPool;
+
+use crate::journal::JournalError;
+
+/// The connections a replica keeps for coordination (reservations are short and frequent).
+const MAX_CONNECTIONS: u32 = 4;
+
+/// The database's clock in microseconds since the unix epoch, or `$n` when it is not null.
+macro_rules! clock_or {
+    ($n:literal) => {
+        concat!(
+            "coalesce(",
+            $n,
+            "::bigint, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)"
+        )
+    };
+}
+
+/// A coordination failure: the database could not be reached or answered an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Opening the pool or migrating failed.
+    #[error("cluster database: {0}")]
+    Open(#[from] JournalError),
+    /// A statement failed.
+    #[error("cluster database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A granted slot in a rate budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// The database time of the reservation (µs).
+    pub now_us: i64,
+    /// When the call may go (µs, database time); at or before `now_us` means at once.
+    pub go_at_us: i64,
+}
+
+impl Reservation {
+    /// How long the caller waits before its call.
+    pub fn delay(&self) -> Duration {
+        Duration::from_micros(u64::try_from(self.go_at_us - self.now_us).unwrap_or(0))
+    }
+}
+
+/// The coordination handle of one replica.
+pub struct Cluster {
+    pool: PgPool,
+}
+
+/// The emission interval of `per_second` in µs, rounded up (the budget never runs faster).
+fn interval_us(per_second: u32) -> i64 {
+    let per_second = i64::from(per_second.max(1));
+    (1_000_000 + per_second - 1) / per_second
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX / 4)
+}
+
+impl Cluster {
+    /// Connects to `url` (a `postgres://` URL) and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, ClusterError> {
+        let pool = crate::journal::postgres::pool(url, MAX_CONNECTIONS).await?;
+        Ok(Self { pool })
+    }
+
+    /// Coordination over an open, migrated pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Closes the connections.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The database's clock (µs since the unix epoch).
+    pub async fn now_us(&self) -> Result<i64, ClusterError> {
+        let (now,): (i64,) = sqlx::query_as(concat!("SELECT ", clock_or!("$1")))
+            .bind(None::<i64>)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(now)
+    }
+
+    /// Reserves one call of `bucket`, a budget of `per_second` sustained with bursts of
+    /// `burst`, and returns how long the caller must wait before making it (zero: go now).
+    pub async fn reserve(
+        &self,
+        bucket: &str,
+        per_second: u32,
+        burst: u32,
+    ) -> Result<Duration, ClusterError> {
+        Ok(self
+            .reservation(bucket, per_second, burst, None)
+            .await?
+            .delay())
+    }
+
+    /// [`Cluster::reserve`] as if the database's clock read `now_us`.
+    pub async fn reserve_at(
+        &self,
+        bucket: &str,
+        per_second: u32,
+        burst: u32,
+        now_us: i64,
+    ) -> Result<Reservation, ClusterError> {
+        self.reservation(bucket, per_second, burst, Some(now_us))
+            .await
+    }
+
+    async fn reservation(
+        &self,
+        bucket: &str,
+        per_second: u32,
+        burst: u32,
+        now_us: Option<i64>,
+    ) -> Result<Reservation, ClusterError> {
+        let interval = interval_us(per_second);
+        // After a hold the schedule restarts at its end: the first slots go as a burst then.
+        let (tat, hold_until, now): (i64, i64, i64) = sqlx::query_as(concat!(
+            "WITH clock AS (SELECT ",
+            clock_or!("$3"),
+            " AS now_us) ",
+            "INSERT INTO rate_budgets AS b (name, tat_us) ",
+            "SELECT $1, now_us + $2 FROM clock ",
+            "ON CONFLICT (name) DO UPDATE ",
+            "SET tat_us = greatest(b.tat_us, b.hold_until_us, excluded.tat_us - $2) + $2 ",
+            "RETURNING b.tat_us, b.hold_until_us, (SELECT now_us FROM clock)"
+        ))
+        .bind(bucket)
+        .bind(interval)
+        .bind(now_us)
+        .fetch_one(&self.pool)
+        .await?;
+        let tolerance = interval * i64::from(burst.max(1));
+        Ok(Reservation {
+            now_us: now,
+            go_at_us: (tat - tolerance).max(hold_until),
+        })
+    }
+
+    /// Holds every caller of `bucket`, in every replica, for `duration` from now (a longer
+    /// hold already set stays).
+    pub async fn hold(&self, bucket: &str, duration: Duration) -> Result<(), ClusterError> {
+        self.hold_from(bucket, duration, None).await
+    }
+
+    /// [`Cluster::hold`] as if the database's clock read `now_us`.
+    pub async fn hold_at(
+        &self,
+        bucket: &str,
+        duration: Duration,
+        now_us: i64,
+    ) -> Result<(), ClusterError> {
+        self.hold_from(bucket, duration, Some(now_us)).await
+    }
+
+    async fn hold_from(
+        &self,
+        bucket: &str,
+        duration: Duration,
+        now_us: Option<i64>,
+    ) -> Result<(), ClusterError> {
+        sqlx::query(concat!(
+            "WITH clock AS (SELECT ",
+            clock_or!("$3"),
+            " AS now_us) ",
+            "INSERT INTO rate_budgets AS b (name, tat_us, hold_until_us) ",
+            "SELECT $1, 0, now_us + $2 FROM clock ",
+            "ON CONFLICT (name) DO UPDATE ",
+            "SET hold_until_us = greatest(b.hold_until_us, excluded.hold_until_us)"
+        ))
+        .bind(bucket)
+        .bind(micros(duration))
+        .bind(now_us)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes the lease `name` for `holder` for `lease` when it is free, has expired or is
+    /// already `holder`'s (a renewal), and returns its fence; `None` while another holder's
+    /// lease runs.
+    pub async fn try_lead(
+        &self,
+        name: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<i64>, ClusterError> {
+        self.lead(name, holder, lease, None).await
+    }
+
+    /// [`Cluster::try_lead`] as if the database's clock read `now_us`.
+    pub async fn try_lead_at(
+        &self,
+        name: &str,
+        holder: &str,
+        lease: Duration,
+        now_us: i64,
+    ) -> Result<Option<i64>, ClusterError> {
+        self.lead(name, holder, lease, Some(now_us)).await
+    }
+
+    async fn lead(
+        &self,
+        name: &str,
+        holder: &str,
+        lease: Duration,
+        now_us: Option<i64>,
+    ) -> Result<Option<i64>, ClusterError> {
+        let fence: Option<(i64,)> = sqlx::query_as(concat!(
+            "WITH clock AS (SELECT ",
+            clock_or!("$4"),
+            " AS now_us) ",
+            "INSERT INTO leases AS l (name, holder, fence, lease_until_us) ",
+            "SELECT $1, $2, 1, now_us + $3 FROM clock ",
+            "ON CONFLICT (name) DO UPDATE ",
+            "SET holder = excluded.holder, ",
+            "    fence = CASE WHEN l.holder = excluded.holder THEN l.fence ELSE l.fence + 1 END, ",
+            "    lease_until_us = excluded.lease_until_us ",
+            "WHERE l.holder = excluded.holder OR l.lease_until_us <= (SELECT now_us FROM clock) ",
+            "RETURNING l.fence"
+        ))
+        .bind(name)
+        .bind(holder)
+        .bind(micros(lease))
+        .bind(now_us)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(fence.map(|(fence,)| fence))
+    }
+
+    /// Gives the lease `name` up when `holder` holds it, so another replica may take it at
+    /// once; returns whether it did.
+    pub async fn release(&self, name: &str, holder: &str) -> Result<bool, ClusterError> {
+        let done = sqlx::query(concat!(
+            "UPDATE leases SET lease_until_us = ",
+            clock_or!("NULL"),
+            " WHERE name = $1 AND holder = $2"
+        ))
+        .bind(name)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The holder of the lease `name` and its fence, while the lease runs.
+    pub async fn leader(&self, name: &str) -> Result<Option<(String, i64)>, ClusterError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT holder, fence FROM leases WHERE name = $1 AND lease_until_us > ",
+            clock_or!("NULL")
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emission_intervals_round_up() {
+        assert_eq!(interval_us(10), 100_000);
+        assert_eq!(interval_us(8), 125_000);
+        assert_eq!(interval_us(3), 333_334);
+        assert_eq!(interval_us(0), 1_000_000);
+    }
+
+    #[test]
+    fn a_slot_in_the_past_is_no_wait() {
+        let past = Reservation {
+            now_us: 10,
+            go_at_us: 5,
+        };
+        assert_eq!(past.delay(), Duration::ZERO);
+        let later = Reservation {
+            now_us: 10,
+            go_at_us: 100_010,
+        };
+        assert_eq!(later.delay(), Duration::from_millis(100));
+    }
+}
