@@ -1,20 +1,36 @@
 //! Client-side rate limiting shared by every worker, so HubSpot never has to say 429.
 //!
-//! Two GCRA limiters (governor): one for ordinary calls and one for search,
-//! which HubSpot limits separately per portal. HubSpot's own window is
-//! rolling, so the configured rates leave headroom (see `config.yaml`). On top,
-//! when an answer's `X-HubSpot-RateLimit-Remaining` falls to the floor, or a
-//! 429 arrives anyway, every caller holds until the window has passed.
+//! Two GCRA limiters: one for ordinary calls and one for search, which HubSpot limits
+//! separately per portal. HubSpot's own window is rolling, so the configured rates leave
+//! headroom (see `config.yaml`). On top, when an answer's `X-HubSpot-RateLimit-Remaining`
+//! falls to the floor, or a 429 arrives anyway, every caller holds until the window has passed.
+//!
+//! HubSpot counts per app and portal, so `hubspot.rate_limit` is the portal's budget. One
+//! process keeps it in memory (governor). Replicas sharing a PostgreSQL database
+//! ([`RateLimits::shared`]) reserve every call from budgets in the database instead
+//! ([`Cluster::reserve`]), and a hold one replica sees holds them all. When a reservation
+//! fails (the database is unreachable), that call falls back to this process's own limiter,
+//! with a warning.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
+use crate::cluster::Cluster;
 use crate::config::RateLimitSettings;
+
+/// The shared budget of ordinary calls.
+pub const STANDARD_BUCKET: &str = "hubspot";
+/// The shared budget of search calls.
+pub const SEARCH_BUCKET: &str = "hubspot-search";
+/// How long a reservation may take before the call falls back to the local limiter.
+const RESERVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Which limiter a call counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +41,22 @@ pub enum CallKind {
     Search,
 }
 
+/// The budgets in the database, for replicas sharing one.
+struct SharedBudgets {
+    cluster: Arc<Cluster>,
+    standard: (u32, u32),
+    search: (u32, u32),
+    /// Whether the last reservation failed (so a lasting outage is one warning, not a flood).
+    failing: AtomicBool,
+}
+
 /// The limiters all workers share.
 pub struct RateLimits {
     standard: DefaultDirectRateLimiter,
     search: DefaultDirectRateLimiter,
     floor: u32,
     hold_until: Mutex<Option<Instant>>,
+    shared: Option<SharedBudgets>,
 }
 
 fn quota(per_second: u32, burst: u32) -> Quota {
@@ -40,13 +66,28 @@ fn quota(per_second: u32, burst: u32) -> Quota {
 }
 
 impl RateLimits {
-    /// Limiters from `hubspot.rate_limit`.
+    /// Limiters from `hubspot.rate_limit`, in this process's memory.
     pub fn new(settings: &RateLimitSettings) -> Self {
         Self {
             standard: RateLimiter::direct(quota(settings.requests_per_second, settings.burst)),
             search: RateLimiter::direct(quota(settings.search_per_second, settings.search_burst)),
             floor: settings.remaining_floor,
             hold_until: Mutex::new(None),
+            shared: None,
+        }
+    }
+
+    /// Limiters from `hubspot.rate_limit` as the budget of every replica sharing `cluster`'s
+    /// database: each call reserves its slot there.
+    pub fn shared(settings: &RateLimitSettings, cluster: Arc<Cluster>) -> Self {
+        Self {
+            shared: Some(SharedBudgets {
+                cluster,
+                standard: (settings.requests_per_second, settings.burst),
+                search: (settings.search_per_second, settings.search_burst),
+                failing: AtomicBool::new(false),
+            }),
+            ..Self::new(settings)
         }
     }
 
@@ -56,23 +97,69 @@ impl RateLimits {
         if let Some(until) = hold.filter(|until| *until > Instant::now()) {
             tokio::time::sleep_until(until).await;
         }
+        if let Some(shared) = &self.shared {
+            let (bucket, (per_second, burst)) = match kind {
+                CallKind::Standard => (STANDARD_BUCKET, shared.standard),
+                CallKind::Search => (SEARCH_BUCKET, shared.search),
+            };
+            let reserved = tokio::time::timeout(
+                RESERVE_TIMEOUT,
+                shared.cluster.reserve(bucket, per_second, burst),
+            )
+            .await;
+            match reserved {
+                Ok(Ok(delay)) => {
+                    if shared.failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!("shared HubSpot rate budget reachable again");
+                    }
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    return;
+                }
+                Ok(Err(error)) => shared.failed(&error.to_string()),
+                Err(_) => shared.failed("no answer in time"),
+            }
+        }
         match kind {
             CallKind::Standard => self.standard.until_ready().await,
             CallKind::Search => self.search.until_ready().await,
         }
     }
 
-    /// Makes every caller wait `duration` before its next call.
-    pub fn hold(&self, duration: Duration) {
+    /// Makes every caller wait `duration` before its next call (with shared budgets, the
+    /// callers of every replica).
+    pub async fn hold(&self, duration: Duration) {
         let until = Instant::now() + duration;
-        let mut hold = self.hold_until.lock().expect("rate limit hold");
-        if hold.is_none_or(|current| current < until) {
-            *hold = Some(until);
+        {
+            let mut hold = self.hold_until.lock().expect("rate limit hold");
+            if hold.is_none_or(|current| current < until) {
+                *hold = Some(until);
+            }
+        }
+        if let Some(shared) = &self.shared {
+            for bucket in [STANDARD_BUCKET, SEARCH_BUCKET] {
+                let held =
+                    tokio::time::timeout(RESERVE_TIMEOUT, shared.cluster.hold(bucket, duration))
+                        .await;
+                match held {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(bucket, error = %error, "cannot hold the other replicas' HubSpot calls; this one holds");
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            bucket,
+                            "cannot hold the other replicas' HubSpot calls (no answer in time); this one holds"
+                        );
+                    }
+                }
+            }
         }
     }
 
     /// Reads HubSpot's rate-limit headers and holds when the window is nearly spent.
-    pub fn observe(&self, headers: &HeaderMap) {
+    pub async fn observe(&self, headers: &HeaderMap) {
         let number = |name: &str| {
             headers
                 .get(name)
@@ -89,7 +176,18 @@ impl RateLimits {
                 window_ms = window,
                 "HubSpot rate window nearly spent; holding"
             );
-            self.hold(Duration::from_millis(window));
+            self.hold(Duration::from_millis(window)).await;
+        }
+    }
+}
+
+impl SharedBudgets {
+    fn failed(&self, error: &str) {
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error,
+                "cannot reserve from the shared HubSpot rate budget; this replica's own limiter paces its calls until the database answers"
+            );
         }
     }
 }
@@ -121,7 +219,7 @@ mod tests {
             "x-hubspot-ratelimit-interval-milliseconds",
             HeaderValue::from_static("10000"),
         );
-        limits.observe(&headers);
+        limits.observe(&headers).await;
         let started = Instant::now();
         limits.acquire(CallKind::Standard).await;
         assert!(started.elapsed() >= Duration::from_secs(10));
@@ -135,7 +233,7 @@ mod tests {
             "x-hubspot-ratelimit-remaining",
             HeaderValue::from_static("80"),
         );
-        limits.observe(&headers);
+        limits.observe(&headers).await;
         let started = Instant::now();
         limits.acquire(CallKind::Search).await;
         assert!(started.elapsed() < Duration::from_millis(1));
