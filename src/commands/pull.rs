@@ -11,9 +11,10 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::PullArgs;
+use crate::cluster::Cluster;
 use crate::config::{ConfigError, Settings, validate};
 use crate::dnb::direct_plus::DirectPlusClient;
-use crate::dnb::pull::{self, Puller};
+use crate::dnb::pull::{self, Leadership, Puller};
 use crate::journal;
 use crate::shutdown;
 use crate::telemetry::Metrics;
@@ -92,7 +93,27 @@ pub async fn run(settings: &Settings, args: PullArgs) -> anyhow::Result<ExitCode
     } else {
         let stop = CancellationToken::new();
         shutdown::cancel_on_signal(stop.clone());
-        let loops = pull::start(puller, registrations, replay_from, stop).await?;
+        // Beside `serve` replicas sharing a PostgreSQL journal, take turns with them.
+        let leadership = if settings.storage.url.starts_with("postgres://")
+            || settings.storage.url.starts_with("postgresql://")
+        {
+            Some(Leadership {
+                cluster: Arc::new(
+                    Cluster::connect(&settings.storage.url)
+                        .await
+                        .context("cannot open the cluster tables")?,
+                ),
+                holder: format!(
+                    "pull-{}-{}",
+                    std::process::id(),
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                ),
+                lease: Leadership::LEASE,
+            })
+        } else {
+            None
+        };
+        let loops = pull::start(puller, registrations, replay_from, leadership, stop).await?;
         let _ = loops.await;
         ExitCode::SUCCESS
     };
