@@ -209,12 +209,12 @@ impl Puller {
                         fence,
                         "this replica holds the registration's pull lease; pulling"
                     );
-                    let gate = Arc::new(LeaseGate::new(asked, leadership.lease));
-                    let renewal =
-                        tokio::spawn(renew(leadership.clone(), name.clone(), fence, gate.clone()));
-                    self.run_gated(registration, &mut replay_from, Some(&gate), &stop)
-                        .await;
-                    renewal.abort();
+                    let gate = LeaseGate::new(asked, leadership.lease);
+                    // The renewal runs in this task: it ends with the pulling, however that ends.
+                    tokio::select! {
+                        () = self.run_gated(registration, &mut replay_from, Some(&gate), &stop) => {}
+                        () = renew(leadership, &name, fence, &gate) => {}
+                    }
                     if stop.is_cancelled() {
                         // Hand the registration over at once rather than when the lease ends.
                         if let Err(error) = leadership.cluster.release(&name, holder).await {
@@ -631,8 +631,9 @@ fn error_kind(error: &PullError) -> &'static str {
 }
 
 /// Renews the lease `name` every third of its length while this replica pulls; confirms the
-/// gate after each renewal and closes it for good when another replica holds the lease.
-async fn renew(leadership: Leadership, name: String, fence: i64, gate: Arc<LeaseGate>) {
+/// gate after each renewal and closes it for good when another replica holds the lease (and
+/// then never returns: the pulling ends by itself before its next D&B call).
+async fn renew(leadership: &Leadership, name: &str, fence: i64, gate: &LeaseGate) {
     let every = leadership.lease / 3;
     loop {
         tokio::time::sleep(every).await;
@@ -641,14 +642,14 @@ async fn renew(leadership: Leadership, name: String, fence: i64, gate: Arc<Lease
             every,
             leadership
                 .cluster
-                .try_lead(&name, &leadership.holder, leadership.lease),
+                .try_lead(name, &leadership.holder, leadership.lease),
         )
         .await;
         match renewed {
             Ok(Ok(Some(held))) if held == fence => gate.confirm(asked),
             Ok(Ok(_)) => {
                 gate.lost.cancel();
-                return;
+                std::future::pending::<()>().await;
             }
             Ok(Err(error)) => {
                 tracing::warn!(lease = name, error = %error, "cannot renew the pull lease; pulling stops unless a renewal succeeds in time");
