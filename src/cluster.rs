@@ -11,10 +11,10 @@
 //! interval `T = 1/rate` and tells the caller when its call may go: `max(tat, now) − τ`,
 //! with the tolerance `τ = (burst − 1) × T`. A reservation never fails: a caller over the
 //! budget gets a slot later and sleeps until it, so callers of every replica queue in one
-//! fair line. One token per call costs one `UPDATE` of a hot row (a fraction of a
-//! millisecond on a local network) against a HubSpot call of about 100 ms at no more than
-//! ten calls a second; in exchange no token is ever stranded in a replica that died, and the
-//! portal-wide rate is exact whatever the number of replicas.
+//! fair line. One token per call costs one `UPDATE` of a hot row committed without waiting
+//! for the WAL flush (about 0.15 ms on loopback) against a HubSpot call of about 100 ms at no
+//! more than ten calls a second; in exchange no token is ever stranded in a replica that
+//! died, and the portal-wide rate is exact whatever the number of replicas.
 //!
 //! **Leases** name a job one replica at a time may run (`pull:<registration>`). The holder
 //! renews well before `lease_until_us`; another replica takes the row once it has passed (its
@@ -143,12 +143,17 @@ impl Cluster {
     ) -> Result<Reservation, ClusterError> {
         let interval = interval_us(per_second);
         // After a hold the schedule restarts at its end: the first slots go as a burst then.
+        // The commit does not wait for the WAL flush (`synchronous_commit` off for this
+        // statement's transaction only): that is what makes a reservation cost a fraction of
+        // a millisecond instead of a disk flush, and a database crash can lose at most the
+        // last few hundred milliseconds of reservations (a few calls granted twice, once).
         let (tat, hold_until, now): (i64, i64, i64) = sqlx::query_as(concat!(
-            "WITH clock AS (SELECT ",
+            "WITH durability AS (SELECT set_config('synchronous_commit', 'off', true) AS off), ",
+            "clock AS (SELECT ",
             clock_or!("$3"),
             " AS now_us) ",
             "INSERT INTO rate_budgets AS b (name, tat_us) ",
-            "SELECT $1, now_us + $2 FROM clock ",
+            "SELECT $1, now_us + $2 FROM clock, durability ",
             "ON CONFLICT (name) DO UPDATE ",
             "SET tat_us = greatest(b.tat_us, b.hold_until_us, excluded.tat_us - $2) + $2 ",
             "RETURNING b.tat_us, b.hold_until_us, (SELECT now_us FROM clock)"
