@@ -31,6 +31,8 @@ pub const STANDARD_BUCKET: &str = "hubspot";
 pub const SEARCH_BUCKET: &str = "hubspot-search";
 /// How long a reservation may take before the call falls back to the local limiter.
 const RESERVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long after a failed reservation calls use the local limiter before asking again.
+const LOCAL_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 /// Which limiter a call counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,9 @@ struct SharedBudgets {
     search: (u32, u32),
     /// Whether the last reservation failed (so a lasting outage is one warning, not a flood).
     failing: AtomicBool,
+    /// After a failed reservation, calls use the local limiter without asking the database
+    /// until then (each would otherwise wait for the database's timeout).
+    retry_at: Mutex<Option<Instant>>,
 }
 
 /// The limiters all workers share.
@@ -86,6 +91,7 @@ impl RateLimits {
                 standard: (settings.requests_per_second, settings.burst),
                 search: (settings.search_per_second, settings.search_burst),
                 failing: AtomicBool::new(false),
+                retry_at: Mutex::new(None),
             }),
             ..Self::new(settings)
         }
@@ -97,7 +103,7 @@ impl RateLimits {
         if let Some(until) = hold.filter(|until| *until > Instant::now()) {
             tokio::time::sleep_until(until).await;
         }
-        if let Some(shared) = &self.shared {
+        if let Some(shared) = self.shared.as_ref().filter(|shared| shared.reachable()) {
             let (bucket, (per_second, burst)) = match kind {
                 CallKind::Standard => (STANDARD_BUCKET, shared.standard),
                 CallKind::Search => (SEARCH_BUCKET, shared.search),
@@ -182,7 +188,15 @@ impl RateLimits {
 }
 
 impl SharedBudgets {
+    /// Whether to ask the database (not within [`LOCAL_AFTER_FAILURE`] of a failure).
+    fn reachable(&self) -> bool {
+        let retry_at = *self.retry_at.lock().expect("shared budget retry");
+        retry_at.is_none_or(|at| at <= Instant::now())
+    }
+
     fn failed(&self, error: &str) {
+        *self.retry_at.lock().expect("shared budget retry") =
+            Some(Instant::now() + LOCAL_AFTER_FAILURE);
         if !self.failing.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 error,
