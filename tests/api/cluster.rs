@@ -216,6 +216,71 @@ async fn three_replicas_sharing_a_budget_stay_within_its_rate_together() {
     assert!(last >= Duration::from_millis(4_200), "done after {last:?}");
 }
 
+#[tokio::test]
+async fn a_nearly_spent_window_seen_by_one_replica_holds_the_others() {
+    let Some(url) = postgres::fresh_url("a_nearly_spent_window_seen_by_one").await else {
+        return;
+    };
+    let settings = RateLimitSettings {
+        remaining_floor: 5,
+        ..RateLimitSettings::default()
+    };
+    let replicas = clusters(&url, 2).await;
+    let (a, b) = (
+        RateLimits::shared(&settings, replicas[0].clone()),
+        RateLimits::shared(&settings, replicas[1].clone()),
+    );
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-hubspot-ratelimit-remaining", "3".parse().unwrap());
+    headers.insert(
+        "x-hubspot-ratelimit-interval-milliseconds",
+        "600".parse().unwrap(),
+    );
+    let started = Instant::now();
+
+    // Act: A's answer says the window is nearly spent; B, which saw nothing, calls.
+    a.observe(&headers).await;
+    b.acquire(CallKind::Search).await;
+
+    // Assert: B waited for the window A saw.
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(590), "{waited:?}");
+}
+
+#[tokio::test]
+async fn without_the_database_a_replica_paces_its_calls_with_its_own_limiter() {
+    // A pool that can never connect: every reservation fails at once.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/test")
+        .unwrap();
+    let cluster = Arc::new(Cluster::from_pool(pool));
+    let settings = RateLimitSettings {
+        requests_per_second: 10,
+        burst: 2,
+        ..RateLimitSettings::default()
+    };
+    let limits = RateLimits::shared(&settings, cluster);
+
+    // Act: the first call finds the database unreachable; four more follow.
+    let started = Instant::now();
+    limits.acquire(CallKind::Standard).await;
+    let first = started.elapsed();
+    let started = Instant::now();
+    for _ in 0..4 {
+        limits.acquire(CallKind::Standard).await;
+    }
+    let rest = started.elapsed();
+
+    // Assert: the first waited no longer than the database's timeout; then the local budget
+    // (two at once, then one per 100 ms) paces the calls without asking the database again.
+    assert!(first < Duration::from_secs(3), "{first:?}");
+    assert!(
+        rest >= Duration::from_millis(290) && rest < Duration::from_secs(1),
+        "{rest:?}"
+    );
+}
+
 fn hubspot_settings(fake: &FakeHubSpot) -> HubSpotSettings {
     HubSpotSettings {
         enabled: true,
