@@ -20,14 +20,22 @@
 //! renews well before `lease_until_us`; another replica takes the row once it has passed (its
 //! holder died or lost the database). `fence` grows by one each time the holder changes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::PgPool;
+use tokio::time::Instant;
 
 use crate::journal::JournalError;
 
-/// The connections a replica keeps for coordination (reservations are short and frequent).
-const MAX_CONNECTIONS: u32 = 4;
+/// The connections a replica keeps for coordination: a reservation holds one for a fraction
+/// of a millisecond, so two serve thousands a second.
+pub const MAX_CONNECTIONS: u32 = 2;
+/// How long a reservation or a hold may take before the caller goes on without it.
+const BUDGET_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long after a failed reservation a budget's callers pace themselves before asking again.
+const LOCAL_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 /// The database's clock in microseconds since the unix epoch, or `$n` when it is not null.
 macro_rules! clock_or {
@@ -87,6 +95,16 @@ impl Cluster {
     pub async fn connect(url: &str) -> Result<Self, ClusterError> {
         let pool = crate::journal::postgres::pool(url, MAX_CONNECTIONS).await?;
         Ok(Self { pool })
+    }
+
+    /// Coordination through the journal's database when `storage.url` is PostgreSQL
+    /// (replicas share it); `None` for SQLite (one process).
+    pub async fn for_storage(url: &str) -> Result<Option<Arc<Self>>, ClusterError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Some(Arc::new(Self::connect(url).await?)))
+        } else {
+            Ok(None)
+        }
     }
 
     /// Coordination over an open, migrated pool.
@@ -285,6 +303,87 @@ impl Cluster {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?)
+    }
+}
+
+/// One shared budget as a process's callers use it: each call waits for its slot from the
+/// database; when the database cannot be asked (an error, or no answer within 2 s) the call
+/// is the caller's to pace with its own limiter, and so are the calls of the next 5 s (each
+/// would otherwise wait for the timeout), with one warning per outage.
+pub struct SharedBudget {
+    cluster: Arc<Cluster>,
+    bucket: &'static str,
+    per_second: u32,
+    burst: u32,
+    failing: AtomicBool,
+    retry_at: Mutex<Option<Instant>>,
+}
+
+impl SharedBudget {
+    /// The budget `bucket` of `per_second` with bursts of `burst`, shared through `cluster`.
+    pub fn new(cluster: Arc<Cluster>, bucket: &'static str, per_second: u32, burst: u32) -> Self {
+        Self {
+            cluster,
+            bucket,
+            per_second,
+            burst,
+            failing: AtomicBool::new(false),
+            retry_at: Mutex::new(None),
+        }
+    }
+
+    /// Waits until this call's slot; `false` (at once) when the database could not be asked
+    /// and the caller must pace the call itself.
+    pub async fn wait(&self) -> bool {
+        let retry_at = *self.retry_at.lock().expect("shared budget");
+        if retry_at.is_some_and(|at| at > Instant::now()) {
+            return false;
+        }
+        let reserved = tokio::time::timeout(
+            BUDGET_TIMEOUT,
+            self.cluster
+                .reserve(self.bucket, self.per_second, self.burst),
+        )
+        .await;
+        let error = match reserved {
+            Ok(Ok(delay)) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(bucket = self.bucket, "the shared rate budget answers again");
+                }
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                return true;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "no answer in time".to_string(),
+        };
+        *self.retry_at.lock().expect("shared budget") = Some(Instant::now() + LOCAL_AFTER_FAILURE);
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                bucket = self.bucket,
+                error,
+                "cannot reserve from the shared rate budget; this replica paces its own calls until the database answers"
+            );
+        }
+        false
+    }
+
+    /// Holds the budget's callers in every replica for `duration` (a failure is logged; the
+    /// caller holds its own callers anyway).
+    pub async fn hold(&self, duration: Duration) {
+        let held =
+            tokio::time::timeout(BUDGET_TIMEOUT, self.cluster.hold(self.bucket, duration)).await;
+        let error = match held {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "no answer in time".to_string(),
+        };
+        tracing::warn!(
+            bucket = self.bucket,
+            error,
+            "cannot hold the other replicas' calls; this one holds"
+        );
     }
 }
 

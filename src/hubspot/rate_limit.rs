@@ -13,26 +13,20 @@
 //! with a warning.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, SharedBudget};
 use crate::config::RateLimitSettings;
 
 /// The shared budget of ordinary calls.
 pub const STANDARD_BUCKET: &str = "hubspot";
 /// The shared budget of search calls.
 pub const SEARCH_BUCKET: &str = "hubspot-search";
-/// How long a reservation may take before the call falls back to the local limiter.
-const RESERVE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long after a failed reservation calls use the local limiter before asking again.
-const LOCAL_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 /// Which limiter a call counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +39,8 @@ pub enum CallKind {
 
 /// The budgets in the database, for replicas sharing one.
 struct SharedBudgets {
-    cluster: Arc<Cluster>,
-    standard: (u32, u32),
-    search: (u32, u32),
-    /// Whether the last reservation failed (so a lasting outage is one warning, not a flood).
-    failing: AtomicBool,
-    /// After a failed reservation, calls use the local limiter without asking the database
-    /// until then (each would otherwise wait for the database's timeout).
-    retry_at: Mutex<Option<Instant>>,
+    standard: SharedBudget,
+    search: SharedBudget,
 }
 
 /// The limiters all workers share.
@@ -87,11 +75,18 @@ impl RateLimits {
     pub fn shared(settings: &RateLimitSettings, cluster: Arc<Cluster>) -> Self {
         Self {
             shared: Some(SharedBudgets {
-                cluster,
-                standard: (settings.requests_per_second, settings.burst),
-                search: (settings.search_per_second, settings.search_burst),
-                failing: AtomicBool::new(false),
-                retry_at: Mutex::new(None),
+                standard: SharedBudget::new(
+                    cluster.clone(),
+                    STANDARD_BUCKET,
+                    settings.requests_per_second,
+                    settings.burst,
+                ),
+                search: SharedBudget::new(
+                    cluster,
+                    SEARCH_BUCKET,
+                    settings.search_per_second,
+                    settings.search_burst,
+                ),
             }),
             ..Self::new(settings)
         }
@@ -103,28 +98,13 @@ impl RateLimits {
         if let Some(until) = hold.filter(|until| *until > Instant::now()) {
             tokio::time::sleep_until(until).await;
         }
-        if let Some(shared) = self.shared.as_ref().filter(|shared| shared.reachable()) {
-            let (bucket, (per_second, burst)) = match kind {
-                CallKind::Standard => (STANDARD_BUCKET, shared.standard),
-                CallKind::Search => (SEARCH_BUCKET, shared.search),
+        if let Some(shared) = &self.shared {
+            let budget = match kind {
+                CallKind::Standard => &shared.standard,
+                CallKind::Search => &shared.search,
             };
-            let reserved = tokio::time::timeout(
-                RESERVE_TIMEOUT,
-                shared.cluster.reserve(bucket, per_second, burst),
-            )
-            .await;
-            match reserved {
-                Ok(Ok(delay)) => {
-                    if shared.failing.swap(false, Ordering::Relaxed) {
-                        tracing::info!("shared HubSpot rate budget reachable again");
-                    }
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
-                    return;
-                }
-                Ok(Err(error)) => shared.failed(&error.to_string()),
-                Err(_) => shared.failed("no answer in time"),
+            if budget.wait().await {
+                return;
             }
         }
         match kind {
@@ -144,23 +124,8 @@ impl RateLimits {
             }
         }
         if let Some(shared) = &self.shared {
-            for bucket in [STANDARD_BUCKET, SEARCH_BUCKET] {
-                let held =
-                    tokio::time::timeout(RESERVE_TIMEOUT, shared.cluster.hold(bucket, duration))
-                        .await;
-                match held {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => {
-                        tracing::warn!(bucket, error = %error, "cannot hold the other replicas' HubSpot calls; this one holds");
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            bucket,
-                            "cannot hold the other replicas' HubSpot calls (no answer in time); this one holds"
-                        );
-                    }
-                }
-            }
+            shared.standard.hold(duration).await;
+            shared.search.hold(duration).await;
         }
     }
 
@@ -183,25 +148,6 @@ impl RateLimits {
                 "HubSpot rate window nearly spent; holding"
             );
             self.hold(Duration::from_millis(window)).await;
-        }
-    }
-}
-
-impl SharedBudgets {
-    /// Whether to ask the database (not within [`LOCAL_AFTER_FAILURE`] of a failure).
-    fn reachable(&self) -> bool {
-        let retry_at = *self.retry_at.lock().expect("shared budget retry");
-        retry_at.is_none_or(|at| at <= Instant::now())
-    }
-
-    fn failed(&self, error: &str) {
-        *self.retry_at.lock().expect("shared budget retry") =
-            Some(Instant::now() + LOCAL_AFTER_FAILURE);
-        if !self.failing.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                error,
-                "cannot reserve from the shared HubSpot rate budget; this replica's own limiter paces its calls until the database answers"
-            );
         }
     }
 }
