@@ -106,19 +106,11 @@ impl Application {
             settings.hubspot.enabled,
             metrics.clone(),
         ));
-        // Replicas sharing a PostgreSQL journal share one HubSpot budget and one D&B poller
-        // per registration through the same database.
-        let cluster = if settings.storage.url.starts_with("postgres://")
-            || settings.storage.url.starts_with("postgresql://")
-        {
-            Some(Arc::new(
-                Cluster::connect(&settings.storage.url)
-                    .await
-                    .context("cannot open the cluster tables")?,
-            ))
-        } else {
-            None
-        };
+        // Replicas sharing a PostgreSQL journal share, through the same database, one HubSpot
+        // budget, one D&B budget and one D&B poller per registration.
+        let cluster = Cluster::for_storage(&settings.storage.url)
+            .await
+            .context("cannot open the cluster tables")?;
         let executor: Arc<dyn Executor> = match executor {
             Some(executor) => executor,
             None if settings.hubspot.enabled => {
@@ -151,7 +143,7 @@ impl Application {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let leadership = cluster.map(|cluster| Leadership {
+        let leadership = cluster.clone().map(|cluster| Leadership {
             cluster,
             holder: instance.clone(),
             lease: Leadership::LEASE,
@@ -177,8 +169,12 @@ impl Application {
             shutdown.child_token(),
         );
         let pull = if settings.dnb.pull.enabled {
+            let mut client = DirectPlusClient::new(&settings.dnb).context("D&B client")?;
+            if let Some(cluster) = &cluster {
+                client = client.with_cluster(cluster.clone());
+            }
             let puller = Puller {
-                client: Arc::new(DirectPlusClient::new(&settings.dnb).context("D&B client")?),
+                client: Arc::new(client),
                 journal: journal.clone(),
                 doorbell: Some(doorbell.clone()),
                 metrics: metrics.clone(),

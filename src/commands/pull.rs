@@ -53,8 +53,17 @@ pub async fn run(settings: &Settings, args: PullArgs) -> anyhow::Result<ExitCode
     let journal = journal::connect(&settings.storage)
         .await
         .with_context(|| format!("cannot open the journal at {}", settings.storage.url))?;
+    // Beside `serve` replicas sharing a PostgreSQL journal: one D&B budget with them, and
+    // (looping) turns with them at each registration's lease.
+    let cluster = Cluster::for_storage(&settings.storage.url)
+        .await
+        .context("cannot open the cluster tables")?;
+    let mut client = DirectPlusClient::new(&settings.dnb).context("D&B client")?;
+    if let Some(cluster) = &cluster {
+        client = client.with_cluster(cluster.clone());
+    }
     let puller = Puller {
-        client: Arc::new(DirectPlusClient::new(&settings.dnb).context("D&B client")?),
+        client: Arc::new(client),
         journal: journal.clone(),
         doorbell: None,
         metrics: Arc::new(Metrics::new()),
@@ -93,26 +102,15 @@ pub async fn run(settings: &Settings, args: PullArgs) -> anyhow::Result<ExitCode
     } else {
         let stop = CancellationToken::new();
         shutdown::cancel_on_signal(stop.clone());
-        // Beside `serve` replicas sharing a PostgreSQL journal, take turns with them.
-        let leadership = if settings.storage.url.starts_with("postgres://")
-            || settings.storage.url.starts_with("postgresql://")
-        {
-            Some(Leadership {
-                cluster: Arc::new(
-                    Cluster::connect(&settings.storage.url)
-                        .await
-                        .context("cannot open the cluster tables")?,
-                ),
-                holder: format!(
-                    "pull-{}-{}",
-                    std::process::id(),
-                    &uuid::Uuid::new_v4().simple().to_string()[..8]
-                ),
-                lease: Leadership::LEASE,
-            })
-        } else {
-            None
-        };
+        let leadership = cluster.map(|cluster| Leadership {
+            cluster,
+            holder: format!(
+                "pull-{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            lease: Leadership::LEASE,
+        });
         let loops = pull::start(puller, registrations, replay_from, leadership, stop).await?;
         let _ = loops.await;
         ExitCode::SUCCESS
