@@ -9,7 +9,7 @@ use dnb_hubspot_bridge::cluster::{Cluster, Reservation};
 use dnb_hubspot_bridge::config::{
     DnbSettings, HubSpotSettings, RateLimitSettings, StorageSettings,
 };
-use dnb_hubspot_bridge::dnb::direct_plus::DirectPlusClient;
+use dnb_hubspot_bridge::dnb::direct_plus::{Answer, DirectPlusClient};
 use dnb_hubspot_bridge::dnb::pull::{Leadership, Puller};
 use dnb_hubspot_bridge::hubspot::HubSpotClient;
 use dnb_hubspot_bridge::hubspot::rate_limit::{CallKind, RateLimits};
@@ -466,13 +466,13 @@ async fn of_ten_contenders_at_once_exactly_one_leads_and_a_short_lease_moves_on_
     );
 }
 
-fn dnb_settings(fake: &FakeDnb) -> DnbSettings {
+fn dnb_settings(fake: &FakeDnb, rate: u32) -> DnbSettings {
     DnbSettings {
         base_url: fake.base_url(),
         client_key: SecretString::from(FAKE_KEY),
         client_secret: SecretString::from(FAKE_SECRET),
         registrations: vec![REG.into()],
-        rate_limit_per_sec: 50,
+        rate_limit_per_sec: rate,
         ..DnbSettings::default()
     }
 }
@@ -481,7 +481,7 @@ const REG: &str = "REG_CLUSTER";
 
 /// A replica's puller: its own D&B client (its own token), the journal they share.
 fn replica_puller(fake: &FakeDnb, journal: &Arc<dyn Journal>) -> Puller {
-    let client = DirectPlusClient::new(&dnb_settings(fake))
+    let client = DirectPlusClient::new(&dnb_settings(fake, 50))
         .unwrap()
         .with_backoff(Duration::from_millis(20), Duration::from_millis(200));
     Puller {
@@ -585,4 +585,41 @@ async fn one_replica_pulls_a_registration_and_another_takes_over_when_it_dies() 
     b.await.unwrap();
     assert_eq!(replicas[0].leader(&lease_name).await.unwrap(), None);
     journal.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_calling_d_and_b_keep_the_deployments_rate_together() {
+    // Arrange: 5 calls a second for the deployment, two replicas' clients, 14 pages.
+    let Some(url) = postgres::fresh_url("two_replicas_calling_d_and_b").await else {
+        return;
+    };
+    let fake = FakeDnb::start(FakeDnbConfig::default()).await;
+    fake.add_pending(REG, notifications(14));
+    let clients: Vec<Arc<DirectPlusClient>> = clusters(&url, 2)
+        .await
+        .into_iter()
+        .map(|cluster| {
+            Arc::new(
+                DirectPlusClient::new(&dnb_settings(&fake, 5))
+                    .unwrap()
+                    .with_cluster(cluster),
+            )
+        })
+        .collect();
+
+    // Act: both pull a page at a time until D&B has nothing left.
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in clients {
+        tasks.spawn(
+            async move { while let Answer::Page(_) = client.pull(REG, 1).await.unwrap() {} },
+        );
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+
+    // Assert: two tokens, 14 pages and two 404s, never six within a second.
+    assert_eq!(fake.pending(REG), 0);
+    assert_eq!(fake.calls().len(), 18);
+    crate::dnb_client::assert_rate_respected(&fake.calls(), 5);
 }
