@@ -16,10 +16,13 @@
 //! Replicas sharing a PostgreSQL database pull each registration from one replica at a time
 //! ([`Leadership`]): a registration's loop first takes the lease `pull:<registration>`
 //! ([`Cluster::try_lead`]) and renews it every third of its length. A replica that could not
-//! renew for two thirds of the lease makes no further D&B call for that registration (it
-//! checks before each call), so the lease has a third of its length to spare before another
-//! replica may take it. A replica that does not hold the lease asks again every third of it,
-//! so when the holder dies another one takes over within a lease and a third.
+//! renew for two thirds of the lease stops calling D&B for that registration: it makes no
+//! new call and cuts a call in flight short (its in-flight mark stays, so whoever pulls next
+//! replays first), a third of the lease before another replica may take it. Both sides
+//! measure durations, the replica on its own timers from before it sent the renewal, the
+//! lease on the database's clock, so clock skew does not matter. A replica that does not hold
+//! the lease asks again every third of it, so when the holder dies another one takes over
+//! within a lease and a third, and at once when it stops cleanly (it releases the lease).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -111,6 +114,33 @@ impl LeaseGate {
         match gate {
             Some(gate) if !gate.allows() => Err(PullError::LeaseLost),
             _ => Ok(()),
+        }
+    }
+
+    /// Returns when the gate closes (the deadline moves with each renewal).
+    async fn closed(&self) {
+        loop {
+            let until = *self.confirmed.lock().expect("lease gate") + self.usable;
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {
+                    if !self.allows() {
+                        return;
+                    }
+                }
+                () = self.lost.cancelled() => return,
+            }
+        }
+    }
+
+    /// Runs a D&B call, cut short when the gate closes first: the in-flight mark it leaves
+    /// makes the next holder replay what the call may have taken.
+    async fn within<T>(gate: Option<&Self>, call: impl Future<Output = T>) -> Result<T, PullError> {
+        match gate {
+            None => Ok(call.await),
+            Some(gate) => tokio::select! {
+                answer = call => Ok(answer),
+                () = gate.closed() => Err(PullError::LeaseLost),
+            },
         }
     }
 }
@@ -381,7 +411,9 @@ impl Puller {
             self.journal
                 .update_registration(mark(registration, true))
                 .await?;
-            let answer = self.client.pull(registration, self.max_notifications).await;
+            let answer =
+                LeaseGate::within(gate, self.client.pull(registration, self.max_notifications))
+                    .await?;
             let answer = match answer {
                 Ok(answer) => answer,
                 Err(error) => {
@@ -436,11 +468,13 @@ impl Puller {
             .await?;
         loop {
             LeaseGate::check(gate)?;
-            let answer = match self
-                .client
-                .replay(registration, start, self.max_notifications)
-                .await
-            {
+            let answer = LeaseGate::within(
+                gate,
+                self.client
+                    .replay(registration, start, self.max_notifications),
+            )
+            .await?;
+            let answer = match answer {
                 Ok(answer) => answer,
                 Err(error) => {
                     self.metrics.dnb_pull(registration, "error");
@@ -720,6 +754,39 @@ mod tests {
         assert_eq!(
             recovery_start(None, now),
             Utc.with_ymd_and_hms(2026, 5, 6, 0, 1, 0).unwrap()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_in_flight_is_cut_when_the_lease_gate_closes_and_renewals_move_it() {
+        // A lease of 3 s: usable for 2 s after the renewal sent at the start.
+        let started = Instant::now();
+        let gate = LeaseGate::new(started, Duration::from_secs(3));
+        let stalled = std::future::pending::<()>();
+        let renewed = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            gate.confirm(Instant::now());
+        };
+        // A call that never ends, and a renewal confirmed at 1 s.
+        let (cut, ()) = tokio::join!(LeaseGate::within(Some(&gate), stalled), renewed);
+        assert!(matches!(cut, Err(PullError::LeaseLost)));
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert!(!gate.allows());
+        assert!(LeaseGate::check(Some(&gate)).is_err());
+        assert!(LeaseGate::check(None).is_ok());
+
+        // Another replica took the lease: the gate closes at once.
+        let gate = LeaseGate::new(Instant::now(), Duration::from_secs(3));
+        gate.lost.cancel();
+        let at = Instant::now();
+        let cut = LeaseGate::within(Some(&gate), std::future::pending::<()>()).await;
+        assert!(matches!(cut, Err(PullError::LeaseLost)));
+        assert_eq!(at.elapsed(), Duration::ZERO);
+        // A call that ends in time is answered.
+        let gate = LeaseGate::new(Instant::now(), Duration::from_secs(3));
+        assert_eq!(
+            LeaseGate::within(Some(&gate), async { 7 }).await.unwrap(),
+            7
         );
     }
 
