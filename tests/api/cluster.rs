@@ -623,3 +623,67 @@ async fn two_replicas_calling_d_and_b_keep_the_deployments_rate_together() {
     assert_eq!(fake.calls().len(), 18);
     crate::dnb_client::assert_rate_respected(&fake.calls(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_stuck_in_a_call_without_its_database_gives_way_and_the_next_one_replays() {
+    // Arrange: 30 pending notifications; the first pull hands out a page of 10 and never
+    // finishes its answer. Leases of 3 s.
+    let Some(url) = postgres::fresh_url("a_holder_stuck_in_a_call").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = StorageSettings {
+        url: format!("sqlite://{}", dir.path().join("journal.db").display()),
+        ..StorageSettings::default()
+    };
+    let journal = journal::connect(&storage).await.unwrap();
+    let fake = FakeDnb::start(FakeDnbConfig::default()).await;
+    fake.add_pending(REG, notifications(30));
+    fake.fail_next([crate::fake_dnb::DnbFault::AnswerThenStall]);
+    let replicas = clusters(&url, 2).await;
+    let run = |index: usize, stop: CancellationToken| {
+        let puller = replica_puller(&fake, &journal);
+        let leadership = Leadership {
+            cluster: replicas[index].clone(),
+            holder: format!("replica-{index}"),
+            lease: Duration::from_secs(3),
+        };
+        tokio::spawn(async move { puller.run_led(REG, None, &leadership, stop).await })
+    };
+    let a = run(0, CancellationToken::new());
+    wait_until("A's pull stalls", Duration::from_secs(10), async || {
+        fake.pulled(REG) == 10
+    })
+    .await;
+    let b_stop = CancellationToken::new();
+    let b = run(1, b_stop.clone());
+
+    // Act: A loses its database while its call hangs.
+    replicas[0].close().await;
+
+    // Assert: B takes over once A's lease has run out, replays what A's call took (A left
+    // its in-flight mark) and drains the rest; each notification is journaled once.
+    let db = dir.path().join("journal.db");
+    wait_until("B journals all 30", Duration::from_secs(30), async || {
+        let stored: i64 = open_read_only(&db)
+            .query_row("SELECT count(*) FROM notifications", [], |row| row.get(0))
+            .unwrap();
+        stored == 30
+    })
+    .await;
+    assert_eq!(fake.pending(REG), 0);
+    assert!(fake.count("replay") >= 1);
+    assert_eq!(fake.count("token"), 2);
+    assert_eq!(
+        replicas[1]
+            .leader(&Leadership::lease_name(REG))
+            .await
+            .unwrap(),
+        Some(("replica-1".into(), 2))
+    );
+    assert!(!a.is_finished(), "A keeps asking for the lease");
+    b_stop.cancel();
+    b.await.unwrap();
+    a.abort();
+    journal.close().await;
+}
