@@ -205,9 +205,8 @@ async fn three_replicas_sharing_a_budget_stay_within_its_rate_together() {
     }
 
     // Assert: never more than the burst plus a second's rate in a second, give or take a few
-    // late wake-ups (one replica alone
-    // would allow that much, three unshared ones three times it), and 90 calls take at
-    // least (90 - 5) / 20 s.
+    // late wake-ups (one replica alone would allow that much, three unshared ones three
+    // times it), and 90 calls take at least (90 - 5) / 20 s.
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 90);
     let most = busiest(&calls, Duration::from_secs(1));
