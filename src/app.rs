@@ -12,9 +12,10 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::dnb::direct_plus::DirectPlusClient;
-use crate::dnb::pull::{self, Puller};
+use crate::dnb::pull::{self, Leadership, Puller};
 use crate::files::{self, Importer};
 use crate::http::state::Shared;
 use crate::http::{AppState, router};
@@ -106,11 +107,20 @@ impl Application {
             settings.hubspot.enabled,
             metrics.clone(),
         ));
+        // Replicas sharing a PostgreSQL journal share, through the same database, one HubSpot
+        // budget, one D&B budget and one D&B poller per registration.
+        let cluster = Cluster::for_storage(&settings.storage.url)
+            .await
+            .context("cannot open the cluster tables")?;
         let executor: Arc<dyn Executor> = match executor {
             Some(executor) => executor,
             None if settings.hubspot.enabled => {
-                let client = HubSpotClient::new(&settings.hubspot, metrics.clone())
-                    .context("HubSpot client")?;
+                let client = HubSpotClient::with_cluster(
+                    &settings.hubspot,
+                    metrics.clone(),
+                    cluster.clone(),
+                )
+                .context("HubSpot client")?;
                 Arc::new(HubSpotExecutor::new(
                     &settings.hubspot,
                     Arc::new(client),
@@ -137,6 +147,11 @@ impl Application {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        let leadership = cluster.clone().map(|cluster| Leadership {
+            cluster,
+            holder: instance.clone(),
+            lease: Leadership::LEASE,
+        });
         let pool = WorkerPool::start(
             &settings.workers,
             WorkerDeps {
@@ -158,8 +173,12 @@ impl Application {
             shutdown.child_token(),
         );
         let pull = if settings.dnb.pull.enabled {
+            let mut client = DirectPlusClient::new(&settings.dnb).context("D&B client")?;
+            if let Some(cluster) = &cluster {
+                client = client.with_cluster(cluster.clone());
+            }
             let puller = Puller {
-                client: Arc::new(DirectPlusClient::new(&settings.dnb).context("D&B client")?),
+                client: Arc::new(client),
                 journal: journal.clone(),
                 doorbell: Some(doorbell.clone()),
                 metrics: metrics.clone(),
@@ -167,7 +186,16 @@ impl Application {
                 interval: Duration::from_secs(settings.dnb.pull.interval_secs),
             };
             let registrations = settings.dnb.registrations.clone();
-            Some(pull::start(puller, registrations, None, shutdown.child_token()).await?)
+            Some(
+                pull::start(
+                    puller,
+                    registrations,
+                    None,
+                    leadership,
+                    shutdown.child_token(),
+                )
+                .await?,
+            )
         } else {
             None
         };

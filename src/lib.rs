@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod dnb;

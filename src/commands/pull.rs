@@ -11,9 +11,10 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::PullArgs;
+use crate::cluster::Cluster;
 use crate::config::{ConfigError, Settings, validate};
 use crate::dnb::direct_plus::DirectPlusClient;
-use crate::dnb::pull::{self, Puller};
+use crate::dnb::pull::{self, Leadership, Puller};
 use crate::journal;
 use crate::shutdown;
 use crate::telemetry::Metrics;
@@ -52,8 +53,17 @@ pub async fn run(settings: &Settings, args: PullArgs) -> anyhow::Result<ExitCode
     let journal = journal::connect(&settings.storage)
         .await
         .with_context(|| format!("cannot open the journal at {}", settings.storage.url))?;
+    // Beside `serve` replicas sharing a PostgreSQL journal: one D&B budget with them, and
+    // (looping) turns with them at each registration's lease.
+    let cluster = Cluster::for_storage(&settings.storage.url)
+        .await
+        .context("cannot open the cluster tables")?;
+    let mut client = DirectPlusClient::new(&settings.dnb).context("D&B client")?;
+    if let Some(cluster) = &cluster {
+        client = client.with_cluster(cluster.clone());
+    }
     let puller = Puller {
-        client: Arc::new(DirectPlusClient::new(&settings.dnb).context("D&B client")?),
+        client: Arc::new(client),
         journal: journal.clone(),
         doorbell: None,
         metrics: Arc::new(Metrics::new()),
@@ -92,7 +102,16 @@ pub async fn run(settings: &Settings, args: PullArgs) -> anyhow::Result<ExitCode
     } else {
         let stop = CancellationToken::new();
         shutdown::cancel_on_signal(stop.clone());
-        let loops = pull::start(puller, registrations, replay_from, stop).await?;
+        let leadership = cluster.map(|cluster| Leadership {
+            cluster,
+            holder: format!(
+                "pull-{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            lease: Leadership::LEASE,
+        });
+        let loops = pull::start(puller, registrations, replay_from, leadership, stop).await?;
         let _ = loops.await;
         ExitCode::SUCCESS
     };

@@ -267,7 +267,9 @@ pub struct HubSpotSettings {
     pub rate_limit: RateLimitSettings,
 }
 
-/// `hubspot.rate_limit.*`. HubSpot counts requests in a rolling window, which is
+/// `hubspot.rate_limit.*`: the portal's budget (HubSpot counts per app and portal), shared
+/// by every worker and, with a PostgreSQL storage, by every replica through the database
+/// ([`crate::hubspot::rate_limit::RateLimits::shared`]). HubSpot counts requests in a rolling window, which is
 /// stricter than a token bucket: keep `burst + rate × window` at or under about
 /// 90 % of the window's limit (defaults: 10 + 8/s × 10 s = 90 of the lower
 /// tier's 100 per 10 s; search 1 + 4/s of its 5 per second).

@@ -5,13 +5,14 @@
 //! once, and a second 401 is an [`DirectPlusError::Unauthorized`]. Every call,
 //! token requests included, waits for one GCRA limiter at
 //! `dnb.rate_limit_per_sec` (no burst), so the deployment never exceeds D&B's
-//! per-key limit. A 429 holds every caller for its `Retry-After` (or the next
+//! per-key limit: in one process an in-memory limiter, in replicas sharing a PostgreSQL
+//! database the shared budget `dnb` ([`DirectPlusClient::with_cluster`]). A 429 holds every caller for its `Retry-After` (or the next
 //! backoff step) and is retried, as are 5xx answers and transport failures,
 //! with exponential backoff; after the last try the error is returned. The
 //! key, secret and token are never logged.
 
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -22,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use crate::cluster::{Cluster, SharedBudget};
 use crate::config::DnbSettings;
 use crate::hubspot::error::{excerpt, parse_retry_after};
 
@@ -146,10 +148,16 @@ pub struct DirectPlusClient {
     key: SecretString,
     secret: SecretString,
     limiter: DefaultDirectRateLimiter,
+    rate_per_sec: u32,
+    /// With replicas sharing a database: the deployment's budget, which paces every call.
+    shared: Option<SharedBudget>,
     hold_until: Mutex<Option<Instant>>,
     token: tokio::sync::Mutex<Option<Token>>,
     backoff: ExponentialBuilder,
 }
+
+/// The shared budget of Direct+ calls.
+pub const BUCKET: &str = "dnb";
 
 impl DirectPlusClient {
     /// A client for `dnb.*`.
@@ -166,6 +174,8 @@ impl DirectPlusClient {
             limiter: RateLimiter::direct(
                 Quota::per_second(rate).allow_burst(NonZeroU32::new(1).expect("one")),
             ),
+            rate_per_sec: rate.get(),
+            shared: None,
             hold_until: Mutex::new(None),
             token: tokio::sync::Mutex::new(None),
             backoff: ExponentialBuilder::default()
@@ -174,6 +184,14 @@ impl DirectPlusClient {
                 .with_max_times(MAX_TRIES - 1)
                 .with_jitter(),
         })
+    }
+
+    /// The same client pacing its calls with the budget every replica sharing `cluster`'s
+    /// database uses (`dnb.rate_limit_per_sec` for the whole deployment), and holding them
+    /// all on a 429.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.shared = Some(SharedBudget::new(cluster, BUCKET, self.rate_per_sec, 1));
+        self
     }
 
     /// The same client with backoff steps starting at `min` (tests keep them short).
@@ -361,7 +379,7 @@ impl DirectPlusClient {
             let delay = retry_after.unwrap_or(delay);
             tracing::warn!(path, error = %error, retry_in_ms = delay.as_millis() as u64, "D&B call failed; retrying");
             if retry_after.is_some() {
-                self.hold(delay);
+                self.hold(delay).await;
             }
             tokio::time::sleep(delay).await;
         }
@@ -372,15 +390,26 @@ impl DirectPlusClient {
         if let Some(until) = hold.filter(|until| *until > Instant::now()) {
             tokio::time::sleep_until(until).await;
         }
+        if let Some(shared) = &self.shared
+            && shared.wait().await
+        {
+            return;
+        }
         self.limiter.until_ready().await;
     }
 
-    /// Every caller waits `duration` before its next call (a 429's `Retry-After`).
-    fn hold(&self, duration: Duration) {
+    /// Every caller waits `duration` before its next call (a 429's `Retry-After`), in every
+    /// replica with a shared budget.
+    async fn hold(&self, duration: Duration) {
         let until = Instant::now() + duration;
-        let mut hold = self.hold_until.lock().expect("D&B hold");
-        if hold.is_none_or(|current| current < until) {
-            *hold = Some(until);
+        {
+            let mut hold = self.hold_until.lock().expect("D&B hold");
+            if hold.is_none_or(|current| current < until) {
+                *hold = Some(until);
+            }
+        }
+        if let Some(shared) = &self.shared {
+            shared.hold(duration).await;
         }
     }
 }

@@ -12,15 +12,28 @@
 //! failed after it may have reached D&B, it first replays from the last
 //! journaled `deliveryTimeStamp` minus [`REPLAY_OVERLAP`], then pulls again; the
 //! overlap comes back as duplicates, which the journal drops.
+//!
+//! Replicas sharing a PostgreSQL database pull each registration from one replica at a time
+//! ([`Leadership`]): a registration's loop first takes the lease `pull:<registration>`
+//! ([`Cluster::try_lead`]) and renews it every third of its length. A replica that could not
+//! renew for two thirds of the lease stops calling D&B for that registration: it makes no
+//! new call and cuts a call in flight short (its in-flight mark stays, so whoever pulls next
+//! replays first), a third of the lease before another replica may take it. Both sides
+//! measure durations, the replica on its own timers from before it sent the renewal, the
+//! lease on the database's clock, so clock skew does not matter. A replica that does not hold
+//! the lease asks again every third of it, so when the holder dies another one takes over
+//! within a lease and a third, and at once when it stops cleanly (it releases the lease).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeZone, Utc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::direct_plus::{Answer, DirectPlusClient, DirectPlusError, Page};
 use super::{BodyFormat, IncomingItem, parse_body};
+use crate::cluster::Cluster;
 use crate::journal::{Delivery, Journal, JournalError, PullCheckpoint, RegistrationState, now_ms};
 use crate::telemetry::Metrics;
 use crate::worker::Doorbell;
@@ -42,6 +55,94 @@ pub enum PullError {
     /// A page was not a Direct+ answer.
     #[error("D&B sent a page that is not a Direct+ answer: {0}")]
     Payload(#[from] super::PayloadError),
+    /// This replica no longer holds the registration's lease (another one may pull it).
+    #[error("this replica no longer holds the registration's pull lease")]
+    LeaseLost,
+}
+
+/// Who pulls a registration when replicas share a database: the holder of its lease.
+#[derive(Clone)]
+pub struct Leadership {
+    /// The shared database.
+    pub cluster: Arc<Cluster>,
+    /// This process's name in the lease rows (unique per process).
+    pub holder: String,
+    /// How long a lease lasts without renewal; renewed (and, when another replica holds
+    /// it, asked for) every third of it.
+    pub lease: Duration,
+}
+
+impl Leadership {
+    /// The default lease length.
+    pub const LEASE: Duration = Duration::from_secs(30);
+
+    /// The lease row of a registration.
+    pub fn lease_name(registration: &str) -> String {
+        format!("pull:{registration}")
+    }
+}
+
+/// Whether this replica may still call D&B for a registration it leads: until two thirds
+/// of a lease after the last confirmed renewal (measured from when the renewal was sent),
+/// and never again once another replica took the lease.
+struct LeaseGate {
+    confirmed: Mutex<Instant>,
+    usable: Duration,
+    lost: CancellationToken,
+}
+
+impl LeaseGate {
+    fn new(asked: Instant, lease: Duration) -> Self {
+        Self {
+            confirmed: Mutex::new(asked),
+            usable: lease - lease / 3,
+            lost: CancellationToken::new(),
+        }
+    }
+
+    fn confirm(&self, asked: Instant) {
+        let mut confirmed = self.confirmed.lock().expect("lease gate");
+        *confirmed = (*confirmed).max(asked);
+    }
+
+    fn allows(&self) -> bool {
+        !self.lost.is_cancelled()
+            && Instant::now() < *self.confirmed.lock().expect("lease gate") + self.usable
+    }
+
+    fn check(gate: Option<&Self>) -> Result<(), PullError> {
+        match gate {
+            Some(gate) if !gate.allows() => Err(PullError::LeaseLost),
+            _ => Ok(()),
+        }
+    }
+
+    /// Returns when the gate closes (the deadline moves with each renewal).
+    async fn closed(&self) {
+        loop {
+            let until = *self.confirmed.lock().expect("lease gate") + self.usable;
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {
+                    if !self.allows() {
+                        return;
+                    }
+                }
+                () = self.lost.cancelled() => return,
+            }
+        }
+    }
+
+    /// Runs a D&B call, cut short when the gate closes first: the in-flight mark it leaves
+    /// makes the next holder replay what the call may have taken.
+    async fn within<T>(gate: Option<&Self>, call: impl Future<Output = T>) -> Result<T, PullError> {
+        match gate {
+            None => Ok(call.await),
+            Some(gate) => tokio::select! {
+                answer = call => Ok(answer),
+                () = gate.closed() => Err(PullError::LeaseLost),
+            },
+        }
+    }
 }
 
 /// What one registration's loop needs.
@@ -103,20 +204,115 @@ impl Puller {
         stop: CancellationToken,
     ) {
         let mut replay_from = replay_from;
+        self.run_gated(registration, &mut replay_from, None, &stop)
+            .await;
+    }
+
+    /// [`Puller::run`] in a replica among several: the loop runs while this replica holds
+    /// the registration's lease, and waits to take it over while another one does.
+    pub async fn run_led(
+        &self,
+        registration: &str,
+        replay_from: Option<DateTime<Utc>>,
+        leadership: &Leadership,
+        stop: CancellationToken,
+    ) {
+        let name = Leadership::lease_name(registration);
+        let holder = leadership.holder.as_str();
+        let retry = leadership.lease / 3;
+        let mut replay_from = replay_from;
+        // Log "another replica pulls it" once per stretch of following, not every retry.
+        let mut following = false;
+        loop {
+            let asked = Instant::now();
+            let taken = tokio::time::timeout(
+                retry,
+                leadership.cluster.try_lead(&name, holder, leadership.lease),
+            )
+            .await;
+            match taken {
+                Ok(Ok(Some(fence))) => {
+                    following = false;
+                    tracing::info!(
+                        registration,
+                        holder,
+                        fence,
+                        "this replica holds the registration's pull lease; pulling"
+                    );
+                    let gate = LeaseGate::new(asked, leadership.lease);
+                    // The renewal runs in this task: it ends with the pulling, however that ends.
+                    tokio::select! {
+                        () = self.run_gated(registration, &mut replay_from, Some(&gate), &stop) => {}
+                        () = renew(leadership, &name, fence, &gate) => {}
+                    }
+                    if stop.is_cancelled() {
+                        // Hand the registration over at once rather than when the lease ends.
+                        if let Err(error) = leadership.cluster.release(&name, holder).await {
+                            tracing::warn!(registration, error = %error, "cannot release the pull lease; another replica takes over when it expires");
+                        }
+                        break;
+                    }
+                    tracing::warn!(
+                        registration,
+                        holder,
+                        fence,
+                        "this replica lost the registration's pull lease; stopped pulling it"
+                    );
+                }
+                Ok(Ok(None)) => {
+                    if !following {
+                        tracing::info!(
+                            registration,
+                            holder,
+                            "another replica holds the registration's pull lease; waiting to take over"
+                        );
+                        following = true;
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(registration, error = %error, "cannot ask for the registration's pull lease; asking again");
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        registration,
+                        "no answer in time to the registration's pull lease; asking again"
+                    );
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(retry) => {}
+                () = stop.cancelled() => break,
+            }
+        }
+    }
+
+    /// The loop of [`Puller::run`]; with a `gate`, it returns as soon as the gate closes
+    /// (before the next D&B call).
+    async fn run_gated(
+        &self,
+        registration: &str,
+        replay_from: &mut Option<DateTime<Utc>>,
+        gate: Option<&LeaseGate>,
+        stop: &CancellationToken,
+    ) {
         let mut report = PullReport::default();
         // Failures in a row: the first is logged as an error, the rest only as warnings
         // until a round succeeds again, so a lasting outage is one clear line, not a flood.
         let mut failing = 0_u32;
+        let lost = gate.map_or_else(CancellationToken::new, |gate| gate.lost.clone());
         loop {
+            if LeaseGate::check(gate).is_err() {
+                break;
+            }
             let round = tokio::select! {
-                result = self.round(registration, replay_from, &mut report) => Some(result),
+                result = self.round(registration, *replay_from, &mut report, gate) => Some(result),
                 () = stop.cancelled() => None,
             };
             match round {
-                None => break,
+                None | Some(Err(PullError::LeaseLost)) => break,
                 Some(Ok(())) => {
                     // An asked-for replay is done once a round succeeded, not before.
-                    replay_from = None;
+                    *replay_from = None;
                     if failing > 0 {
                         tracing::info!(
                             registration,
@@ -138,6 +334,7 @@ impl Puller {
             tokio::select! {
                 () = tokio::time::sleep(self.interval) => {}
                 () = stop.cancelled() => break,
+                () = lost.cancelled() => break,
             }
         }
         tracing::info!(
@@ -157,7 +354,8 @@ impl Puller {
         replay_from: Option<DateTime<Utc>>,
     ) -> Result<PullReport, PullError> {
         let mut report = PullReport::default();
-        self.round(registration, replay_from, &mut report).await?;
+        self.round(registration, replay_from, &mut report, None)
+            .await?;
         Ok(report)
     }
 
@@ -166,6 +364,7 @@ impl Puller {
         registration: &str,
         replay_from: Option<DateTime<Utc>>,
         report: &mut PullReport,
+        gate: Option<&LeaseGate>,
     ) -> Result<(), PullError> {
         let state = self.state(registration).await?;
         let start = match replay_from {
@@ -178,7 +377,7 @@ impl Puller {
             None => None,
         };
         if let Some(start) = start {
-            match self.replay(registration, start, report).await {
+            match self.replay(registration, start, report, gate).await {
                 Ok(()) => {}
                 // D&B refuses this replay outright (not a passing failure): pulling must go on,
                 // or pending notifications would expire behind a replay that never succeeds.
@@ -188,7 +387,7 @@ impl Puller {
                 Err(error) => return Err(error),
             }
         }
-        self.drain(registration, report).await
+        self.drain(registration, report, gate).await
     }
 
     async fn state(&self, registration: &str) -> Result<Option<RegistrationState>, JournalError> {
@@ -201,12 +400,20 @@ impl Puller {
     }
 
     /// Pulls pages until D&B answers 404.
-    async fn drain(&self, registration: &str, report: &mut PullReport) -> Result<(), PullError> {
+    async fn drain(
+        &self,
+        registration: &str,
+        report: &mut PullReport,
+        gate: Option<&LeaseGate>,
+    ) -> Result<(), PullError> {
         loop {
+            LeaseGate::check(gate)?;
             self.journal
                 .update_registration(mark(registration, true))
                 .await?;
-            let answer = self.client.pull(registration, self.max_notifications).await;
+            let answer =
+                LeaseGate::within(gate, self.client.pull(registration, self.max_notifications))
+                    .await?;
             let answer = match answer {
                 Ok(answer) => answer,
                 Err(error) => {
@@ -249,6 +456,7 @@ impl Puller {
         registration: &str,
         from: DateTime<Utc>,
         report: &mut PullReport,
+        gate: Option<&LeaseGate>,
     ) -> Result<(), PullError> {
         // A minute inside the window, so the start is not already out of it when D&B reads it.
         let oldest = Utc::now() - chrono::Duration::from_std(REPLAY_WINDOW).expect("fits")
@@ -259,11 +467,14 @@ impl Puller {
             .update_registration(mark(registration, true))
             .await?;
         loop {
-            let answer = match self
-                .client
-                .replay(registration, start, self.max_notifications)
-                .await
-            {
+            LeaseGate::check(gate)?;
+            let answer = LeaseGate::within(
+                gate,
+                self.client
+                    .replay(registration, start, self.max_notifications),
+            )
+            .await?;
+            let answer = match answer {
                 Ok(answer) => answer,
                 Err(error) => {
                     self.metrics.dnb_pull(registration, "error");
@@ -405,10 +616,13 @@ impl Puller {
 
 /// Starts one loop per registration (see [`Puller::run`]) after registering its metrics
 /// (last success from the journal); the handle ends when every loop has stopped.
+/// With a `leadership`, each loop runs where the registration's lease is held
+/// ([`Puller::run_led`]).
 pub async fn start(
     puller: Puller,
     registrations: Vec<String>,
     replay_from: Option<DateTime<Utc>>,
+    leadership: Option<Leadership>,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, JournalError> {
     let states = puller.journal.registrations().await?;
@@ -424,7 +638,17 @@ pub async fn start(
     for registration in registrations {
         let puller = puller.clone();
         let stop = stop.clone();
-        loops.spawn(async move { puller.run(&registration, replay_from, stop).await });
+        let leadership = leadership.clone();
+        loops.spawn(async move {
+            match leadership {
+                Some(leadership) => {
+                    puller
+                        .run_led(&registration, replay_from, &leadership, stop)
+                        .await;
+                }
+                None => puller.run(&registration, replay_from, stop).await,
+            }
+        });
     }
     Ok(tokio::spawn(async move {
         while loops.join_next().await.is_some() {}
@@ -436,6 +660,41 @@ fn error_kind(error: &PullError) -> &'static str {
         PullError::Dnb(error) => error.kind(),
         PullError::Journal(_) => "journal",
         PullError::Payload(_) => "payload",
+        PullError::LeaseLost => "lease",
+    }
+}
+
+/// Renews the lease `name` every third of its length while this replica pulls; confirms the
+/// gate after each renewal and closes it for good when another replica holds the lease (and
+/// then never returns: the pulling ends by itself before its next D&B call).
+async fn renew(leadership: &Leadership, name: &str, fence: i64, gate: &LeaseGate) {
+    let every = leadership.lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let asked = Instant::now();
+        let renewed = tokio::time::timeout(
+            every,
+            leadership
+                .cluster
+                .try_lead(name, &leadership.holder, leadership.lease),
+        )
+        .await;
+        match renewed {
+            Ok(Ok(Some(held))) if held == fence => gate.confirm(asked),
+            Ok(Ok(_)) => {
+                gate.lost.cancel();
+                std::future::pending::<()>().await;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(lease = name, error = %error, "cannot renew the pull lease; pulling stops unless a renewal succeeds in time");
+            }
+            Err(_) => {
+                tracing::warn!(
+                    lease = name,
+                    "no answer in time to the pull lease's renewal; pulling stops unless a renewal succeeds in time"
+                );
+            }
+        }
     }
 }
 
@@ -495,6 +754,39 @@ mod tests {
         assert_eq!(
             recovery_start(None, now),
             Utc.with_ymd_and_hms(2026, 5, 6, 0, 1, 0).unwrap()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_in_flight_is_cut_when_the_lease_gate_closes_and_renewals_move_it() {
+        // A lease of 3 s: usable for 2 s after the renewal sent at the start.
+        let started = Instant::now();
+        let gate = LeaseGate::new(started, Duration::from_secs(3));
+        let stalled = std::future::pending::<()>();
+        let renewed = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            gate.confirm(Instant::now());
+        };
+        // A call that never ends, and a renewal confirmed at 1 s.
+        let (cut, ()) = tokio::join!(LeaseGate::within(Some(&gate), stalled), renewed);
+        assert!(matches!(cut, Err(PullError::LeaseLost)));
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert!(!gate.allows());
+        assert!(LeaseGate::check(Some(&gate)).is_err());
+        assert!(LeaseGate::check(None).is_ok());
+
+        // Another replica took the lease: the gate closes at once.
+        let gate = LeaseGate::new(Instant::now(), Duration::from_secs(3));
+        gate.lost.cancel();
+        let at = Instant::now();
+        let cut = LeaseGate::within(Some(&gate), std::future::pending::<()>()).await;
+        assert!(matches!(cut, Err(PullError::LeaseLost)));
+        assert_eq!(at.elapsed(), Duration::ZERO);
+        // A call that ends in time is answered.
+        let gate = LeaseGate::new(Instant::now(), Duration::from_secs(3));
+        assert_eq!(
+            LeaseGate::within(Some(&gate), async { 7 }).await.unwrap(),
+            7
         );
     }
 

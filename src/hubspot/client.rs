@@ -18,6 +18,7 @@ use super::model::{
     IdInput, OwnersAnswer, Property, SearchAnswer, SearchRequest, SimpleObject, UpdateInput,
 };
 use super::rate_limit::{CallKind, RateLimits};
+use crate::cluster::Cluster;
 use crate::config::HubSpotSettings;
 use crate::telemetry::Metrics;
 
@@ -68,10 +69,20 @@ pub struct HubSpotClient {
 }
 
 impl HubSpotClient {
-    /// A client for `hubspot.*`.
+    /// A client for `hubspot.*`, pacing its calls with this process's own limiters.
     pub fn new(
         settings: &HubSpotSettings,
         metrics: std::sync::Arc<Metrics>,
+    ) -> Result<Self, reqwest::Error> {
+        Self::with_cluster(settings, metrics, None)
+    }
+
+    /// A client for `hubspot.*`; with a `cluster`, `hubspot.rate_limit` is the budget of
+    /// every replica sharing its database (see [`RateLimits::shared`]).
+    pub fn with_cluster(
+        settings: &HubSpotSettings,
+        metrics: std::sync::Arc<Metrics>,
+        cluster: Option<std::sync::Arc<Cluster>>,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.timeout_secs))
@@ -83,7 +94,10 @@ impl HubSpotClient {
             base_url: settings.base_url.trim_end_matches('/').to_string(),
             version: ApiVersion::parse(&settings.api_version),
             token: settings.api_token.clone(),
-            limits: RateLimits::new(&settings.rate_limit),
+            limits: match cluster {
+                Some(cluster) => RateLimits::shared(&settings.rate_limit, cluster),
+                None => RateLimits::new(&settings.rate_limit),
+            },
             metrics,
         })
     }
@@ -126,7 +140,7 @@ impl HubSpotClient {
             }
         };
         let status = response.status();
-        self.limits.observe(response.headers());
+        self.limits.observe(response.headers()).await;
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -143,7 +157,8 @@ impl HubSpotClient {
         let error = classify(status.as_u16(), retry_after, &text);
         if let HubSpotError::RateLimited { retry_after, .. } = &error {
             self.limits
-                .hold(retry_after.unwrap_or(Duration::from_secs(10)));
+                .hold(retry_after.unwrap_or(Duration::from_secs(10)))
+                .await;
         }
         Err(error)
     }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod cli;
+mod cluster;
 mod crash;
 mod dnb_checkpoint;
 mod dnb_client;
