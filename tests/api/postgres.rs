@@ -6,6 +6,10 @@
 //! its absence is a failure instead.
 
 use sqlx::Connection;
+use tokio::sync::OnceCell;
+
+/// Set once the schemas of earlier runs were dropped by this process.
+static CLEARED: OnceCell<()> = OnceCell::const_new();
 
 /// The server's URL.
 pub fn server_url() -> String {
@@ -29,7 +33,28 @@ pub async fn fresh_url(test: &str) -> Option<String> {
         }
         Err(error) => panic!("CI=true and no PostgreSQL at {base}: {error}"),
     };
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let now = chrono::Utc::now().timestamp();
+    CLEARED
+        .get_or_init(|| async {
+            // Schemas of earlier runs: each test's data stays for a look afterwards, for an hour.
+            let old: Vec<String> = sqlx::query_scalar(
+                "SELECT nspname FROM pg_namespace WHERE nspname ~ '^t_[0-9]+_[0-9a-f]+$'
+                   AND split_part(nspname, '_', 2)::bigint < $1",
+            )
+            .bind(now - 3600)
+            .fetch_all(&mut connection)
+            .await
+            .unwrap_or_default();
+            for schema in old {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                )))
+                .execute(&mut connection)
+                .await;
+            }
+        })
+        .await;
+    let schema = format!("t_{now}_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(&mut connection)
         .await
