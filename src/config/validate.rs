@@ -302,11 +302,27 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_url_is_checked_without_being_echoed() {
+        let mut settings = valid();
+        settings.storage.url = "postgres://bridge:s3cret@db.internal:5432/bridge".into();
+        assert_eq!(validate(&settings), Vec::new());
+        settings.storage.url = "postgres://bridge:s3cret@db.internal:notaport/bridge".into();
+        let problems = validate(&settings);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "storage.url");
+        assert!(
+            !problems[0].to_string().contains("s3cret"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
     fn every_problem_is_listed_at_once() {
         let mut settings = valid();
         settings.webhook.secrets = vec![SecretString::from("")];
         settings.server.bind = "nowhere".into();
-        settings.storage.url = "postgres://localhost/x".into();
+        settings.storage.url = "mysql://localhost/x".into();
         settings.workers.count = 0;
         let keys: Vec<String> = validate(&settings).into_iter().map(|e| e.key).collect();
         for key in [

@@ -527,3 +527,135 @@ async fn a_replica_paused_past_its_lease_has_its_writes_refused_and_sends_nothin
         "{attempts:?}"
     );
 }
+
+/// Polls `GET path` (admin) until `done` accepts the JSON answer.
+async fn wait_for_answer(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer: Value = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done(&answer) {
+            return answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never got there: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_service_on_postgres_answers_lists_replays_and_reports_as_on_sqlite() {
+    let Some(url) = crate::postgres::fresh_url("the_service_on_postgres").await else {
+        return;
+    };
+    const TOKEN: &str = "admin-token-for-postgres";
+    let app = spawn_configured_app(|settings| {
+        settings.storage.url = url.clone();
+        settings.admin.token = secrecy::SecretString::from(TOKEN);
+    })
+    .await;
+    let items: Vec<Value> = (0..25)
+        .map(|n| {
+            notification(
+                "DELETE",
+                &format!("{:09}", 800_000_000 + n),
+                "2024-05-13T08:00:00Z",
+            )
+        })
+        .chain([json!({"type": "DELETE", "organization": {"duns": "12"}})])
+        .collect();
+    let body = serde_json::to_vec(&items).unwrap();
+    let answer = app.accept(body.clone(), "application/json").await;
+    assert_eq!(answer["accepted"], 25, "{answer}");
+    assert_eq!(answer["rejected"].as_array().unwrap().len(), 1, "{answer}");
+    // The same content again is a duplicate, with the same ids.
+    let again = app.accept(body, "application/json").await;
+    assert_eq!(again["ids"], answer["ids"]);
+    assert_eq!(again["duplicates"], 25, "{again}");
+
+    // Dry-run workers finish them; the listing pages through them with its cursor.
+    wait_for_answer(
+        &app,
+        "/notifications?status=done&limit=100",
+        TOKEN,
+        |page| {
+            page["items"]
+                .as_array()
+                .is_some_and(|items| items.len() == 25)
+        },
+    )
+    .await;
+    let mut seen = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/notifications?status=done&limit=10&cursor={cursor}"),
+            None => "/notifications?status=done&limit=10".into(),
+        };
+        let page = wait_for_answer(&app, &path, TOKEN, |_| true).await;
+        for item in page["items"].as_array().unwrap() {
+            assert!(seen.insert(item["id"].as_str().unwrap().to_string()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    let rejected = wait_for_answer(&app, "/notifications?status=rejected", TOKEN, |_| true).await;
+    assert_eq!(rejected["items"][0]["reason"], "invalid_duns", "{rejected}");
+
+    // A replay puts one back and it is done again, with its history.
+    let id = answer["ids"][0].as_str().unwrap().to_string();
+    let replayed: Value = app
+        .client
+        .post(app.url("/replay"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"ids": [id]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replayed["enqueued"], 1, "{replayed}");
+    let detail = wait_for_answer(&app, &format!("/notifications/{id}"), TOKEN, |detail| {
+        detail["status"] == "done" && detail["attempts"] == 2
+    })
+    .await;
+    let history = detail["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|step| step["detail"] == "replayed (was done)"),
+        "{detail}"
+    );
+
+    // Probes and metrics read the shared journal.
+    let (status, ready) = app.get("/ready").await;
+    assert_eq!(status, 200, "{ready}");
+    let (_, metrics) = app.get("/metrics").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut metrics = metrics;
+    while metric(&metrics, "bridge_journal_notifications{status=\"done\"}") != 25.0 {
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = app.get("/metrics").await.1;
+    }
+    app.stop().await;
+}
