@@ -912,3 +912,36 @@ async fn one_webhook_id_sent_to_two_processes_at_once_is_stored_once() {
     assert_eq!(stats.counts.get(&journal::Status::Pending), Some(&40));
     assert_eq!(stats.counts.get(&journal::Status::Rejected), Some(&20));
 }
+
+#[tokio::test]
+async fn work_committed_by_one_process_wakes_the_workers_of_another() {
+    let Some((first, second)) = two_processes("work_committed_by_one_process_wakes").await else {
+        return;
+    };
+    let (rang, mut rings) = tokio::sync::mpsc::unbounded_channel();
+    second.on_work(Arc::new(move || {
+        let _ = rang.send(());
+    }));
+    // The listener may still be connecting; the append is repeated until a ring arrives.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut round = 0;
+    loop {
+        round += 1;
+        append(
+            &first,
+            json!([notification(
+                "EXIT",
+                "123456789",
+                &format!("2024-05-13T08:00:{round:02}Z")
+            )]),
+        )
+        .await;
+        match tokio::time::timeout(Duration::from_millis(200), rings.recv()).await {
+            Ok(Some(())) => break,
+            _ => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no ring from the other process"
+            ),
+        }
+    }
+}

@@ -659,3 +659,61 @@ async fn the_service_on_postgres_answers_lists_replays_and_reports_as_on_sqlite(
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_redelivery_posted_to_two_replicas_at_once_is_stored_once_and_answered_alike() {
+    let Some(url) = crate::postgres::fresh_url("one_redelivery_posted_to_two_replicas").await
+    else {
+        return;
+    };
+    let on_postgres = |settings: &mut dnb_hubspot_bridge::config::Settings| {
+        settings.storage.url = url.clone();
+    };
+    let (first, second) = tokio::join!(
+        spawn_configured_app(on_postgres),
+        spawn_configured_app(on_postgres)
+    );
+    for round in 0..10 {
+        let body = serde_json::to_vec(&json!([
+            notification(
+                "UPDATE",
+                "111111111",
+                &format!("2024-05-13T08:00:{round:02}Z")
+            ),
+            notification(
+                "EXIT",
+                "222222222",
+                &format!("2024-05-13T08:00:{round:02}Z")
+            ),
+        ]))
+        .unwrap();
+        let webhook_id = new_webhook_id();
+        let timestamp = now_secs();
+        let (a, b) = tokio::join!(
+            first.post_webhook_as(
+                body.clone(),
+                "application/json",
+                &webhook_id,
+                timestamp,
+                SECRET
+            ),
+            second.post_webhook_as(body, "application/json", &webhook_id, timestamp, SECRET)
+        );
+        assert_eq!((a.status().as_u16(), b.status().as_u16()), (202, 202));
+        let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+        assert_eq!(a["ids"], b["ids"], "{a} {b}");
+        assert_eq!(
+            a["accepted"].as_u64().unwrap() + b["accepted"].as_u64().unwrap(),
+            2,
+            "{a} {b}"
+        );
+    }
+    let pool = PgPool::connect(&url).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 20);
+    first.stop().await;
+    second.stop().await;
+}

@@ -53,20 +53,21 @@ async fn take_back_expired(pool: &PgPool, now: i64) -> Result<u64, JournalError>
     retrying!(
         async {
             let mut transaction = pool.begin().await?;
-            sqlx::query("DELETE FROM duns_claims WHERE lease_until <= $1")
-                .bind(now)
-                .execute(&mut *transaction)
-                .await?;
+            // Notifications before their DUNS rows: the order every other write locks them in.
             let taken = sqlx::query(
                 "UPDATE notifications
-             SET status = 'pending', claimed_by = NULL, lease_until = NULL, claim_id = NULL,
-                 updated_at = $1
-             WHERE status = 'processing' AND lease_until <= $1",
+                 SET status = 'pending', claimed_by = NULL, lease_until = NULL, claim_id = NULL,
+                     updated_at = $1
+                 WHERE status = 'processing' AND lease_until <= $1",
             )
             .bind(now)
             .execute(&mut *transaction)
             .await?
             .rows_affected();
+            sqlx::query("DELETE FROM duns_claims WHERE lease_until <= $1")
+                .bind(now)
+                .execute(&mut *transaction)
+                .await?;
             if taken > 0 {
                 notify_work(&mut transaction).await?;
             }
