@@ -881,6 +881,9 @@ async fn exchange(
 /// Figures of one phase.
 struct PhaseResult {
     per_request: usize,
+    /// The first three fields of `/proc/loadavg` when the phase started: on a shared machine
+    /// other work moves the figures.
+    load_average: String,
     seconds: Duration,
     tally: Tally,
     /// Of each service replica.
@@ -936,6 +939,7 @@ impl PhaseResult {
 
     fn print(&self) {
         let ms = |value: Option<f64>| value.map_or_else(|| "n/a".into(), |ms| format!("{ms:.2}"));
+        println!("load average before:  {} (1, 5, 15 min)", self.load_average);
         println!("requests/s (202):     {:.0}", self.requests_per_second());
         println!(
             "notifications/s:      {:.0}",
@@ -1075,6 +1079,15 @@ fn run_phase_on(
     per_request: usize,
     seconds: Duration,
 ) -> anyhow::Result<PhaseResult> {
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "unknown".into());
     let mut services = Vec::with_capacity(replicas);
     for _ in 0..replicas {
         services.push(Service::start(
@@ -1136,6 +1149,7 @@ fn run_phase_on(
     };
     Ok(PhaseResult {
         per_request,
+        load_average,
         seconds,
         tally,
         peak_rss_kib,
@@ -1216,7 +1230,7 @@ fn summary(
     let postgres = matches!(storage, Storage::Postgres { .. });
     let _ = writeln!(
         text,
-        "| notifications/request | requests/s | notifications/s | p50 ms | p99 ms | non-202 | errors | peak RSS MiB |{} journal |",
+        "| notifications/request | requests/s | notifications/s | p50 ms | p99 ms | non-202 | errors | peak RSS MiB |{} load average before | journal |",
         if postgres {
             " service CPU % | PostgreSQL CPU % (its backends) |"
         } else {
@@ -1225,7 +1239,7 @@ fn summary(
     );
     let _ = writeln!(
         text,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|{}---|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|{}---|---|",
         if postgres { "---:|---:|" } else { "" }
     );
     for result in results {
@@ -1236,7 +1250,7 @@ fn summary(
         };
         let _ = writeln!(
             text,
-            "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |{} {} |",
+            "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |{} {} | {} |",
             result.per_request,
             result.requests_per_second(),
             result.notifications_per_second(),
@@ -1249,6 +1263,7 @@ fn summary(
                 " {:.0} | {:.0} ({:.0}) |",
                 cpu.service, cpu.postgres, cpu.postgres_bench
             )),
+            result.load_average,
             if result.journal_matches() {
                 "OK"
             } else {
