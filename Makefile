@@ -9,7 +9,7 @@ CONFIG ?= config.yaml
 SAMPLES ?= samples
 BIN := target/release/dnb-hubspot-bridge
 
-.PHONY: build run demo test fmt lint bench-ingest bench-hubspot bench-journal bench-pull bench-import
+.PHONY: build run demo test fmt lint bench-ingest bench-ingest-postgres bench-hubspot bench-journal bench-pull bench-import
 
 build:
 	cargo build --release --locked
@@ -42,6 +42,11 @@ lint:
 ## Ingest benchmark: release build, service on one core, load generator on the other.
 bench-ingest: build
 	cargo bench --locked --bench ingest
+
+## The same on a PostgreSQL journal (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test;
+## a fresh schema per phase, dropped afterwards); BENCH_REPLICAS=2 runs two services on it.
+bench-ingest-postgres: build
+	BENCH_STORAGE=postgres cargo bench --locked --bench ingest
 
 ## The journal alone on one core: the writer's ceiling for ingest, without HTTP or workers.
 bench-journal:

@@ -9,6 +9,18 @@
 //! of 202 answers, latency percentiles and the service's peak RSS, then stops
 //! the service with SIGTERM and checks that the journal holds exactly the
 //! notifications the 202 answers reported accepted.
+//!
+//! `BENCH_STORAGE=postgres` (`make bench-ingest-postgres`) journals into
+//! PostgreSQL instead (`BENCH_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`): each phase gets a fresh schema
+//! (`bench_<random>`, named in the service's URL as its `search_path` and
+//! dropped at the end), `BENCH_REPLICAS=2` starts two `serve` processes on it
+//! (both pinned to CPU 0, on different ports) and spreads the connections over
+//! them round-robin. The PostgreSQL server runs wherever the scheduler puts
+//! it: its CPU time (every `postgres` process, from `/proc`) over the
+//! measured window is printed as a share of one core, with the part of it
+//! spent by the benchmark's own backends.
+//!
 //! It is a figure-printing program (`harness = false`), not a test; it exits
 //! non-zero when the journal does not match or the service misbehaves.
 
@@ -22,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use dnb_hubspot_bridge::config::WorkerSettings;
+use dnb_hubspot_bridge::config::{StorageSettings, WorkerSettings};
 use dnb_hubspot_bridge::signature::SigningSecret;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Bytes;
@@ -31,6 +43,7 @@ use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 
@@ -52,6 +65,252 @@ const LOAD_CPU: u32 = 1;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for exit after SIGTERM; above the service's 25 s `shutdown_timeout_secs`.
 const STOP_TIMEOUT: Duration = Duration::from_secs(40);
+/// The PostgreSQL server when `BENCH_POSTGRES_URL` is not set.
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Where the service journals: `BENCH_STORAGE` (`sqlite`, the default, or `postgres`).
+enum Storage {
+    /// A fresh SQLite file per phase, in the service's temporary folder.
+    Sqlite,
+    /// A fresh schema per phase on the server at `url`, shared by `replicas` services.
+    Postgres { url: String, replicas: usize },
+}
+
+impl Storage {
+    fn from_env() -> anyhow::Result<Self> {
+        let replicas = match std::env::var("BENCH_REPLICAS") {
+            Ok(text) => match text.trim().parse::<usize>() {
+                Ok(count) if count > 0 => count,
+                _ => bail!("BENCH_REPLICAS must be a positive whole number, not {text:?}"),
+            },
+            Err(_) => 1,
+        };
+        let kind = std::env::var("BENCH_STORAGE").unwrap_or_else(|_| "sqlite".into());
+        match kind.trim() {
+            "sqlite" => {
+                if replicas != 1 {
+                    bail!(
+                        "BENCH_REPLICAS needs BENCH_STORAGE=postgres: a SQLite journal has one process"
+                    );
+                }
+                Ok(Self::Sqlite)
+            }
+            "postgres" | "postgresql" => Ok(Self::Postgres {
+                url: std::env::var("BENCH_POSTGRES_URL")
+                    .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into()),
+                replicas,
+            }),
+            other => bail!("BENCH_STORAGE must be sqlite or postgres, not {other:?}"),
+        }
+    }
+
+    fn replicas(&self) -> usize {
+        match self {
+            Self::Sqlite => 1,
+            Self::Postgres { replicas, .. } => *replicas,
+        }
+    }
+}
+
+/// `url` with `params` (already percent-encoded `key=value` pairs) appended to its query.
+fn with_params(url: &str, params: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{params}")
+}
+
+/// The server, user and database of a PostgreSQL URL, never its password.
+fn describe_postgres(url: &str) -> String {
+    match url.parse::<PgConnectOptions>() {
+        Ok(options) => format!(
+            "{}@{}:{}/{}",
+            options.get_username(),
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("")
+        ),
+        Err(_) => "an unparsable URL".into(),
+    }
+}
+
+/// A schema of its own for one phase on the PostgreSQL server.
+struct Schema {
+    /// Connections of this process (not counted as the benchmark's backends).
+    admin: PgPool,
+    name: String,
+    /// What the services are given: the server URL naming the schema as `search_path`.
+    service_url: String,
+}
+
+impl Schema {
+    async fn create(url: &str) -> anyhow::Result<Self> {
+        let admin = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL at {}", describe_postgres(url)))?;
+        let name = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&admin)
+            .await
+            .with_context(|| format!("creating schema {name}"))?;
+        // sqlx passes `options` on at connection start; `application_name` lets the
+        // benchmark tell the services' backends from any other client of the server.
+        let service_url = with_params(
+            url,
+            &format!("application_name={name}&options=-c%20search_path%3D{name}"),
+        );
+        Ok(Self {
+            admin,
+            name,
+            service_url,
+        })
+    }
+
+    /// `SHOW synchronous_commit` on a connection opened as the services open theirs.
+    async fn synchronous_commit(&self) -> anyhow::Result<String> {
+        let options: PgConnectOptions = self.service_url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.application_name("bench-ingest"))
+            .await?;
+        let value: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&pool)
+            .await?;
+        pool.close().await;
+        Ok(value)
+    }
+
+    /// Process ids of the backends the services have open now.
+    async fn service_backends(&self) -> anyhow::Result<Vec<u32>> {
+        let pids: Vec<i32> =
+            sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+                .bind(&self.name)
+                .fetch_all(&self.admin)
+                .await?;
+        Ok(pids.into_iter().map(i32::unsigned_abs).collect())
+    }
+
+    /// Notifications in the schema, in total and by status.
+    async fn count(&self) -> anyhow::Result<(u64, Vec<(String, u64)>)> {
+        let name = &self.name;
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {name}.notifications"
+        )))
+        .fetch_one(&self.admin)
+        .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT status, count(*) FROM {name}.notifications GROUP BY status ORDER BY status"
+        )))
+        .fetch_all(&self.admin)
+        .await?;
+        Ok((
+            total.unsigned_abs(),
+            rows.into_iter()
+                .map(|(status, count)| (status, count.unsigned_abs()))
+                .collect(),
+        ))
+    }
+
+    async fn drop_schema(self) -> anyhow::Result<()> {
+        let name = &self.name;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE")))
+            .execute(&self.admin)
+            .await
+            .with_context(|| format!("dropping schema {name}"))?;
+        self.admin.close().await;
+        Ok(())
+    }
+}
+
+/// CPU time (user + system, in clock ticks) of every process named `postgres`, by pid.
+fn postgres_ticks() -> BTreeMap<u32, u64> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let (name, ticks) = process_ticks(pid)?;
+            (name == "postgres").then_some((pid, ticks))
+        })
+        .collect()
+}
+
+/// The command name and CPU time (utime + stime, in clock ticks) of a process.
+fn process_ticks(pid: u32) -> Option<(String, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name is in parentheses and may hold spaces: the fields follow the last `)`.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_string();
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5); the first one after the name is field 3.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU used over the measured window, in percent of one core.
+#[derive(Clone, Copy, Default)]
+struct CpuShare {
+    /// Every `postgres` process of the machine (other clients of the server included).
+    postgres: f64,
+    /// The part of it spent by the backends the services had open at the end of the window.
+    postgres_bench: f64,
+    /// The services, all replicas together.
+    service: f64,
+}
+
+/// Samples the CPU time of the PostgreSQL server and of the services at the start and end
+/// of the measured window.
+async fn measure_cpu(
+    schema: &Schema,
+    services: &[u32],
+    from: Instant,
+    until: Instant,
+) -> anyhow::Result<CpuShare> {
+    let service_ticks = || -> u64 {
+        services
+            .iter()
+            .filter_map(|&pid| process_ticks(pid).map(|(_, ticks)| ticks))
+            .sum()
+    };
+    tokio::time::sleep_until(from.into()).await;
+    let (postgres_before, service_before, started) =
+        (postgres_ticks(), service_ticks(), Instant::now());
+    tokio::time::sleep_until(until.into()).await;
+    let (postgres_after, service_after, wall) =
+        (postgres_ticks(), service_ticks(), started.elapsed());
+    let backends = schema.service_backends().await?;
+    // A process that ended inside the window is not counted; one that started counts in full.
+    let used =
+        |pid: &u32, after: &u64| after.saturating_sub(*postgres_before.get(pid).unwrap_or(&0));
+    let postgres: u64 = postgres_after
+        .iter()
+        .map(|(pid, after)| used(pid, after))
+        .sum();
+    let postgres_bench: u64 = postgres_after
+        .iter()
+        .filter(|(pid, _)| backends.contains(pid))
+        .map(|(pid, after)| used(pid, after))
+        .sum();
+    let percent = |ticks: u64| 100.0 * ticks as f64 / clock_ticks() / wall.as_secs_f64();
+    Ok(CpuShare {
+        postgres: percent(postgres),
+        postgres_bench: percent(postgres_bench),
+        service: percent(service_after.saturating_sub(service_before)),
+    })
+}
 
 /// A worker setting as the service sees it: a `BENCH_BRIDGE__…` override, else the default.
 fn setting(key: &str, default: usize) -> usize {
@@ -76,6 +335,7 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<bool> {
     let binary = release_binary()?;
     let seconds = measured_seconds()?;
+    let storage = Storage::from_env()?;
     // Before pinning: `nproc` reports the CPUs this process may use.
     let machine = Machine::describe();
     let taskset = Command::new("taskset")
@@ -84,10 +344,14 @@ fn run() -> anyhow::Result<bool> {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
-    let placement = if taskset {
+    let services = match storage.replicas() {
+        1 => "service".to_string(),
+        count => format!("{count} service replicas"),
+    };
+    let mut placement = if taskset {
         let load_pinned = pin_self(LOAD_CPU);
         format!(
-            "service pinned to CPU {SERVICE_CPU} (taskset -c {SERVICE_CPU}), load generator {}",
+            "{services} pinned to CPU {SERVICE_CPU} (taskset -c {SERVICE_CPU}), load generator {}",
             if load_pinned {
                 format!("pinned to CPU {LOAD_CPU}")
             } else {
@@ -96,8 +360,14 @@ fn run() -> anyhow::Result<bool> {
         )
     } else {
         println!("taskset not found: the service and the load generator run unpinned");
-        "service and load generator unpinned (no taskset)".to_string()
+        format!("{services} and load generator unpinned (no taskset)")
     };
+    if let Storage::Postgres { url, .. } = &storage {
+        placement.push_str(&format!(
+            ", PostgreSQL server ({}) not pinned (not started by the benchmark; it runs on either CPU)",
+            describe_postgres(url)
+        ));
+    }
     println!(
         "bench-ingest: {} s measured per phase after a {} s warm-up, {CONCURRENCY} connections, {placement}",
         seconds.as_secs(),
@@ -113,16 +383,19 @@ fn run() -> anyhow::Result<bool> {
     for per_request in phases()? {
         println!();
         println!("== {per_request} notification(s) per request ==");
-        let result = run_phase(&runtime, &binary, taskset, per_request, seconds)?;
+        let result = run_phase(&runtime, &binary, taskset, &storage, per_request, seconds)?;
         result.print();
         results.push(result);
     }
 
     println!();
-    print!("{}", summary(&machine, &placement, seconds, &results));
+    print!(
+        "{}",
+        summary(&machine, &storage, &placement, seconds, &results)
+    );
     Ok(results
         .iter()
-        .all(|result| result.journal_matches() && result.exit.success()))
+        .all(|result| result.journal_matches() && result.exits.iter().all(ExitStatus::success)))
 }
 
 /// `<CARGO_MANIFEST_DIR>/target/release/dnb-hubspot-bridge`, which `make bench-ingest` builds first.
@@ -252,6 +525,7 @@ impl Machine {
 struct Service {
     child: Child,
     address: SocketAddr,
+    /// The SQLite journal, when the service was given no PostgreSQL URL.
     journal: PathBuf,
     log: PathBuf,
     /// Removed on drop, after the process.
@@ -259,8 +533,9 @@ struct Service {
 }
 
 impl Service {
-    /// Writes a config for a free loopback port and starts the binary, pinned when `taskset` exists.
-    fn start(binary: &Path, taskset: bool) -> anyhow::Result<Self> {
+    /// Writes a config for a free loopback port and starts the binary, pinned when `taskset`
+    /// exists; it journals to `postgres_url`, or else to a SQLite file in its temporary folder.
+    fn start(binary: &Path, taskset: bool, postgres_url: Option<&str>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("bench-ingest-")
             .tempdir()
@@ -269,6 +544,10 @@ impl Service {
         let journal = dir.path().join("journal.db");
         let config = dir.path().join("config.yaml");
         let log = dir.path().join("serve.log");
+        let url = match postgres_url {
+            Some(url) => url.to_string(),
+            None => format!("sqlite://{}", journal.display()),
+        };
         // Everything else keeps its default: 2 dry-run workers, synchronous FULL.
         // The high water mark is raised so the backlog the workers cannot drain on
         // a shared CPU never turns into 503s during the run.
@@ -276,8 +555,7 @@ impl Service {
             &config,
             format!(
                 "server:\n  bind: \"{address}\"\nwebhook:\n  secrets: [\"{SECRET}\"]\n\
-                 storage:\n  url: \"sqlite://{}\"\nqueue:\n  high_water: 100000000\nlog:\n  level: warn\n",
-                journal.display()
+                 storage:\n  url: \"{url}\"\nqueue:\n  high_water: 100000000\nlog:\n  level: warn\n",
             ),
         )
         .context("writing the config")?;
@@ -436,8 +714,8 @@ async fn get_status(address: SocketAddr, path: &str) -> anyhow::Result<StatusCod
 
 /// What the senders of one phase share.
 struct Load {
-    address: SocketAddr,
-    host: String,
+    /// The services' addresses with their `Host` headers; connection `i` goes to `i % len`.
+    targets: Vec<(SocketAddr, String)>,
     secret: SigningSecret,
     per_request: usize,
     /// Start of the measured window (end of the warm-up).
@@ -458,7 +736,7 @@ struct Accepted {
 
 impl Load {
     /// A signed delivery of `per_request` new notifications.
-    fn next_request(&self) -> anyhow::Result<Request<Full<Bytes>>> {
+    fn next_request(&self, host: &str) -> anyhow::Result<Request<Full<Bytes>>> {
         let id = format!("msg_{}", self.requests.fetch_add(1, Ordering::Relaxed));
         let first = self
             .notifications
@@ -485,7 +763,7 @@ impl Load {
         Ok(Request::builder()
             .method(Method::POST)
             .uri("/webhooks/dnb")
-            .header(HOST, &self.host)
+            .header(HOST, host)
             .header(CONTENT_TYPE, "application/json")
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -534,12 +812,13 @@ impl Tally {
 }
 
 /// One keep-alive connection sending requests back to back until the end of the run.
-async fn drive_connection(load: Arc<Load>) -> Tally {
+async fn drive_connection(load: Arc<Load>, index: usize) -> Tally {
+    let (address, host) = &load.targets[index % load.targets.len()];
     let mut tally = Tally::default();
     let mut connection: Option<SendRequest<Full<Bytes>>> = None;
     while Instant::now() < load.until {
         if connection.is_none() {
-            match connect(load.address).await {
+            match connect(*address).await {
                 Ok(sender) => connection = Some(sender),
                 Err(error) => {
                     tally.error(format!("connect: {error}"));
@@ -549,7 +828,7 @@ async fn drive_connection(load: Arc<Load>) -> Tally {
             }
         }
         let sender = connection.as_mut().expect("connected above");
-        let request = match load.next_request() {
+        let request = match load.next_request(host) {
             Ok(request) => request,
             Err(error) => {
                 tally.error(format!("building a request: {error}"));
@@ -602,10 +881,19 @@ async fn exchange(
 /// Figures of one phase.
 struct PhaseResult {
     per_request: usize,
+    /// The first three fields of `/proc/loadavg` when the phase started: on a shared machine
+    /// other work moves the figures.
+    load_average: String,
     seconds: Duration,
     tally: Tally,
-    peak_rss_kib: Option<u64>,
-    exit: ExitStatus,
+    /// Of each service replica.
+    peak_rss_kib: Vec<Option<u64>>,
+    /// Of each service replica.
+    exits: Vec<ExitStatus>,
+    /// Over the measured window, with PostgreSQL only.
+    cpu: Option<CpuShare>,
+    /// `SHOW synchronous_commit` as the services' connections see it, with PostgreSQL only.
+    synchronous_commit: Option<String>,
     /// Rows of the journal after the service stopped.
     journaled: u64,
     /// Rows by status, to show how far the dry-run workers got.
@@ -635,8 +923,13 @@ impl PhaseResult {
         self.tally.non_202.values().sum()
     }
 
+    /// The largest replica's, when there are several.
     fn peak_rss_mib(&self) -> String {
         self.peak_rss_kib
+            .iter()
+            .copied()
+            .collect::<Option<Vec<u64>>>()
+            .and_then(|peaks| peaks.into_iter().max())
             .map_or_else(|| "n/a".into(), |kib| format!("{:.1}", kib as f64 / 1024.0))
     }
 
@@ -646,6 +939,7 @@ impl PhaseResult {
 
     fn print(&self) {
         let ms = |value: Option<f64>| value.map_or_else(|| "n/a".into(), |ms| format!("{ms:.2}"));
+        println!("load average before:  {} (1, 5, 15 min)", self.load_average);
         println!("requests/s (202):     {:.0}", self.requests_per_second());
         println!(
             "notifications/s:      {:.0}",
@@ -679,8 +973,28 @@ impl PhaseResult {
                 .map(|error| format!(", first: {error}"))
                 .unwrap_or_default()
         );
-        println!("service peak RSS:     {} MiB (VmHWM)", self.peak_rss_mib());
-        println!("service exit:         {}", self.exit);
+        println!(
+            "service peak RSS:     {} MiB (VmHWM{})",
+            self.peak_rss_mib(),
+            if self.peak_rss_kib.len() > 1 {
+                ", the largest replica"
+            } else {
+                ""
+            }
+        );
+        let exits: Vec<String> = self.exits.iter().map(ToString::to_string).collect();
+        println!("service exit:         {}", exits.join(", "));
+        if let Some(cpu) = self.cpu {
+            println!(
+                "service CPU:          {:.0}% of one core (all replicas, measured window)",
+                cpu.service
+            );
+            println!(
+                "PostgreSQL CPU:       {:.0}% of one core (every postgres process, measured window; \
+                 {:.0}% in the services' backends)",
+                cpu.postgres, cpu.postgres_bench
+            );
+        }
         let statuses: Vec<String> = self
             .by_status
             .iter()
@@ -712,22 +1026,87 @@ impl PhaseResult {
     }
 }
 
-/// Starts a fresh service, loads it, stops it and checks its journal.
+/// Starts fresh services on a fresh journal, loads them, stops them and checks the journal.
 fn run_phase(
     runtime: &tokio::runtime::Runtime,
     binary: &Path,
     taskset: bool,
+    storage: &Storage,
     per_request: usize,
     seconds: Duration,
 ) -> anyhow::Result<PhaseResult> {
-    let mut service = Service::start(binary, taskset)?;
-    runtime.block_on(service.wait_healthy())?;
+    match storage {
+        Storage::Sqlite => run_phase_on(runtime, binary, taskset, None, 1, per_request, seconds),
+        Storage::Postgres { url, replicas } => {
+            let schema = runtime.block_on(Schema::create(url))?;
+            let synchronous_commit = match runtime.block_on(schema.synchronous_commit()) {
+                Ok(value) => value,
+                Err(error) => format!("unknown ({error:#})"),
+            };
+            println!(
+                "synchronous_commit:   {synchronous_commit} (schema {})",
+                schema.name
+            );
+            let result = run_phase_on(
+                runtime,
+                binary,
+                taskset,
+                Some(&schema),
+                *replicas,
+                per_request,
+                seconds,
+            )
+            .map(|result| PhaseResult {
+                synchronous_commit: Some(synchronous_commit),
+                ..result
+            });
+            // Dropped whether the phase succeeded or not; a failure to drop is only reported.
+            let name = schema.name.clone();
+            if let Err(error) = runtime.block_on(schema.drop_schema()) {
+                println!("could not drop schema {name}: {error:#}");
+            }
+            result
+        }
+    }
+}
 
-    let tally = runtime.block_on(async {
+fn run_phase_on(
+    runtime: &tokio::runtime::Runtime,
+    binary: &Path,
+    taskset: bool,
+    schema: Option<&Schema>,
+    replicas: usize,
+    per_request: usize,
+    seconds: Duration,
+) -> anyhow::Result<PhaseResult> {
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let mut services = Vec::with_capacity(replicas);
+    for _ in 0..replicas {
+        services.push(Service::start(
+            binary,
+            taskset,
+            schema.map(|schema| schema.service_url.as_str()),
+        )?);
+    }
+    for service in &mut services {
+        runtime.block_on(service.wait_healthy())?;
+    }
+
+    let (tally, cpu) = runtime.block_on(async {
         let start = Instant::now();
         let load = Arc::new(Load {
-            address: service.address,
-            host: service.address.to_string(),
+            targets: services
+                .iter()
+                .map(|service| (service.address, service.address.to_string()))
+                .collect(),
             secret: SigningSecret::parse(SECRET).expect("the benchmark secret is valid"),
             per_request,
             measured_from: start + WARM_UP,
@@ -736,8 +1115,17 @@ fn run_phase(
             notifications: AtomicU64::new(0),
         });
         let senders: Vec<_> = (0..CONCURRENCY)
-            .map(|_| tokio::spawn(drive_connection(load.clone())))
+            .map(|index| tokio::spawn(drive_connection(load.clone(), index)))
             .collect();
+        let pids: Vec<u32> = services.iter().map(|service| service.child.id()).collect();
+        let cpu = match schema {
+            Some(schema) => Some(
+                measure_cpu(schema, &pids, load.measured_from, load.until)
+                    .await
+                    .context("measuring CPU time")?,
+            ),
+            None => None,
+        };
         let mut total = Tally::default();
         for sender in senders {
             match sender.await {
@@ -746,19 +1134,28 @@ fn run_phase(
             }
         }
         total.latencies_us.sort_unstable();
-        total
-    });
+        anyhow::Ok((total, cpu))
+    })?;
 
     // VmHWM is only readable while the process exists.
-    let peak_rss_kib = service.peak_rss_kib();
-    let exit = service.stop()?;
-    let (journaled, by_status) = count_journal(&service.journal)?;
+    let peak_rss_kib = services.iter().map(Service::peak_rss_kib).collect();
+    let mut exits = Vec::with_capacity(replicas);
+    for service in &mut services {
+        exits.push(service.stop()?);
+    }
+    let (journaled, by_status) = match schema {
+        Some(schema) => runtime.block_on(schema.count())?,
+        None => count_journal(&services[0].journal)?,
+    };
     Ok(PhaseResult {
         per_request,
+        load_average,
         seconds,
         tally,
         peak_rss_kib,
-        exit,
+        exits,
+        cpu,
+        synchronous_commit: None,
         journaled,
         by_status,
     })
@@ -786,12 +1183,35 @@ fn count_journal(path: &Path) -> anyhow::Result<(u64, Vec<(String, u64)>)> {
 /// The block to paste into the README.
 fn summary(
     machine: &Machine,
+    storage: &Storage,
     placement: &str,
     seconds: Duration,
     results: &[PhaseResult],
 ) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "---- summary (make bench-ingest) ----");
+    let command = match storage {
+        Storage::Sqlite => "make bench-ingest".to_string(),
+        Storage::Postgres { replicas, .. } => {
+            format!("BENCH_REPLICAS={replicas} make bench-ingest-postgres")
+        }
+    };
+    let journal = match storage {
+        Storage::Sqlite => "SQLite journal, storage.synchronous full".to_string(),
+        Storage::Postgres { url, replicas } => format!(
+            "PostgreSQL journal at {} (a fresh schema per phase, synchronous_commit {}), \
+             {replicas} replica(s) with storage.max_connections {}",
+            describe_postgres(url),
+            results
+                .first()
+                .and_then(|result| result.synchronous_commit.as_deref())
+                .unwrap_or("unknown"),
+            setting(
+                "STORAGE__MAX_CONNECTIONS",
+                StorageSettings::default().max_connections as usize
+            )
+        ),
+    };
+    let _ = writeln!(text, "---- summary ({command}) ----");
     let _ = writeln!(
         text,
         "Machine: {} CPUs (nproc), {}; journal on {}.",
@@ -799,7 +1219,7 @@ fn summary(
     );
     let _ = writeln!(
         text,
-        "Setup: release build, dry-run, {} workers (batches of {}), storage.synchronous full, {placement}; \
+        "Setup: release build, dry-run, {} workers (batches of {}) per service, {journal}, {placement}; \
          {CONCURRENCY} keep-alive HTTP/1.1 connections over loopback, {} s measured after a {} s warm-up.",
         setting("WORKERS__COUNT", WorkerSettings::default().count),
         setting("WORKERS__BATCH_SIZE", WorkerSettings::default().batch_size),
@@ -807,11 +1227,21 @@ fn summary(
         WARM_UP.as_secs()
     );
     let _ = writeln!(text);
+    let postgres = matches!(storage, Storage::Postgres { .. });
     let _ = writeln!(
         text,
-        "| notifications/request | requests/s | notifications/s | p50 ms | p99 ms | non-202 | errors | peak RSS MiB | journal |"
+        "| notifications/request | requests/s | notifications/s | p50 ms | p99 ms | non-202 | errors | peak RSS MiB |{} load average before | journal |",
+        if postgres {
+            " service CPU % | PostgreSQL CPU % (its backends) |"
+        } else {
+            ""
+        }
     );
-    let _ = writeln!(text, "|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        text,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|{}---|---|",
+        if postgres { "---:|---:|" } else { "" }
+    );
     for result in results {
         let ms = |percentile| {
             result
@@ -820,7 +1250,7 @@ fn summary(
         };
         let _ = writeln!(
             text,
-            "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |{} {} | {} |",
             result.per_request,
             result.requests_per_second(),
             result.notifications_per_second(),
@@ -829,6 +1259,11 @@ fn summary(
             result.non_202(),
             result.tally.errors,
             result.peak_rss_mib(),
+            result.cpu.map_or_else(String::new, |cpu| format!(
+                " {:.0} | {:.0} ({:.0}) |",
+                cpu.service, cpu.postgres, cpu.postgres_bench
+            )),
+            result.load_average,
             if result.journal_matches() {
                 "OK"
             } else {
@@ -837,6 +1272,6 @@ fn summary(
         );
     }
     let _ = writeln!(text);
-    let _ = writeln!(text, "Command: make bench-ingest");
+    let _ = writeln!(text, "Command: {command}");
     text
 }

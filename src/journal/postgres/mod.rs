@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -60,6 +61,8 @@ pub struct PostgresJournal {
     pool: PgPool,
     options: JournalOptions,
     pending: Arc<AtomicU64>,
+    /// Raised by each append that added work; [`announce_work`] turns it into `NOTIFY`s.
+    appended: Arc<Notify>,
     stop: CancellationToken,
 }
 
@@ -84,10 +87,13 @@ impl PostgresJournal {
         let pending = Arc::new(AtomicU64::new(reads::pending_count(&pool).await?));
         let stop = CancellationToken::new();
         tokio::spawn(keep_counts(pool.clone(), pending.clone(), stop.clone()));
+        let appended = Arc::new(Notify::new());
+        tokio::spawn(announce_work(pool.clone(), appended.clone(), stop.clone()));
         Ok(Self {
             pool,
             options,
             pending,
+            appended,
             stop,
         })
     }
@@ -114,6 +120,29 @@ async fn keep_counts(pool: PgPool, pending: Arc<AtomicU64>, stop: CancellationTo
         match reads::pending_count(&pool).await {
             Ok(count) => pending.store(count, Ordering::Relaxed),
             Err(error) => tracing::debug!(error = %error, "could not read the pending count"),
+        }
+    }
+}
+
+/// Announces the work appends committed: one `NOTIFY` on its own for every append, or run of
+/// appends, since the last one went out. Appends do not notify inside their transactions: a
+/// transaction that notifies holds the server's notification lock from before its commit
+/// until the commit is flushed to the WAL, so concurrent appends that notify commit one at a
+/// time instead of sharing WAL flushes. A `NOTIFY` alone writes nothing but its commit
+/// record and does not wait for it to be flushed.
+/// An announcement lost to an error or to shutdown only delays the workers until they poll.
+async fn announce_work(pool: PgPool, appended: Arc<Notify>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = appended.notified() => {}
+            () = stop.cancelled() => return,
+        }
+        if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WORK_CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %error, "could not announce appended work");
         }
     }
 }
@@ -370,12 +399,6 @@ impl Journal for PostgresJournal {
                     )
                     .await?;
                 }
-                if outcome
-                    .as_ref()
-                    .is_some_and(|outcome| outcome.accepted() > 0)
-                {
-                    notify_work(&mut transaction).await?;
-                }
                 transaction.commit().await?;
                 Ok(outcome)
             }
@@ -383,8 +406,11 @@ impl Journal for PostgresJournal {
         )?;
         match outcome {
             Some(outcome) => {
-                self.pending
-                    .fetch_add(outcome.accepted() as u64, Ordering::Relaxed);
+                if outcome.accepted() > 0 {
+                    self.pending
+                        .fetch_add(outcome.accepted() as u64, Ordering::Relaxed);
+                    self.appended.notify_one();
+                }
                 Ok(outcome)
             }
             None => {
