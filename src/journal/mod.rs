@@ -10,6 +10,7 @@ pub mod lease;
 pub mod postgres;
 pub mod reason;
 pub mod sqlite;
+mod written;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

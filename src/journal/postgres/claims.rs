@@ -23,9 +23,10 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::{notify_work, retrying};
+use crate::journal::written::{StatusChange, attempt_error};
 use crate::journal::{
     ActionRecord, ClaimId, Claimed, Completion, DnbException, ImportedFile, JournalError,
-    NotificationId, Outcome, ReplayOutcome,
+    NotificationId, ReplayOutcome,
 };
 
 /// Pending notifications a claim at `$1` may take: due, of a DUNS no claim holds and none of
@@ -276,74 +277,6 @@ pub(super) async fn renew(
         }
         .await
     )
-}
-
-/// The notification columns an outcome sets (as in the SQLite journal).
-struct StatusChange<'a> {
-    status: &'static str,
-    reason: Option<&'a str>,
-    spent: i32,
-    next_attempt_at: Option<i64>,
-    first_failed_at: Option<i64>,
-    error: Option<&'a str>,
-    dry_run: Option<bool>,
-}
-
-impl<'a> StatusChange<'a> {
-    fn of(outcome: &'a Outcome) -> Self {
-        let change = |status, spent| StatusChange {
-            status,
-            reason: None,
-            spent,
-            next_attempt_at: None,
-            first_failed_at: None,
-            error: None,
-            dry_run: None,
-        };
-        match outcome {
-            Outcome::Done { dry_run } => StatusChange {
-                dry_run: Some(*dry_run),
-                ..change("done", 1)
-            },
-            Outcome::Skipped { reason } => StatusChange {
-                reason: Some(reason.as_str()),
-                dry_run: Some(false),
-                ..change("skipped", 1)
-            },
-            Outcome::Retry {
-                error,
-                next_attempt_at_ms,
-                first_failed_at_ms,
-            } => StatusChange {
-                next_attempt_at: Some(*next_attempt_at_ms),
-                first_failed_at: Some(*first_failed_at_ms),
-                error: Some(error),
-                ..change("pending", 1)
-            },
-            Outcome::Dead { reason, error } => StatusChange {
-                reason: Some(reason.as_str()),
-                error: Some(error),
-                ..change("dead", 1)
-            },
-            Outcome::Deferred {
-                reason,
-                next_attempt_at_ms,
-            } => StatusChange {
-                next_attempt_at: Some(*next_attempt_at_ms),
-                error: Some(reason.as_str()),
-                ..change("pending", 0)
-            },
-        }
-    }
-}
-
-fn attempt_error(outcome: &Outcome) -> Option<&str> {
-    match outcome {
-        Outcome::Retry { error, .. } | Outcome::Dead { error, .. } => Some(error.as_str()),
-        Outcome::Deferred { reason, .. } => Some(reason.as_str()),
-        Outcome::Skipped { reason } => Some(reason.as_str()),
-        Outcome::Done { .. } => None,
-    }
 }
 
 /// Records outcomes of the notifications `claim` still holds, with their attempts and

@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::written::{StoredResult, redelivered};
 use super::{
     ActionRecord, AppendOutcome, ClaimId, Claimed, CompanyEvent, Completion, Delivery, Detail,
     DnbException, Filter, ImportedFile, ItemFate, Journal, JournalError, JournalOptions,
@@ -64,14 +64,6 @@ pub struct PostgresJournal {
     /// Raised by each append that added work; [`announce_work`] turns it into `NOTIFY`s.
     appended: Arc<Notify>,
     stop: CancellationToken,
-}
-
-/// What `deliveries.result` holds, so a redelivery is answered as the first delivery was
-/// (the same JSON as the SQLite journal's).
-#[derive(Serialize, Deserialize)]
-struct StoredResult {
-    ids: Vec<Option<NotificationId>>,
-    rejected: Vec<RejectedIndex>,
 }
 
 impl PostgresJournal {
@@ -182,17 +174,6 @@ async fn notify_work(transaction: &mut Transaction<'_, Postgres>) -> Result<(), 
         .execute(&mut **transaction)
         .await?;
     Ok(())
-}
-
-fn redelivered(ids: Vec<Option<NotificationId>>, rejected: Vec<RejectedIndex>) -> AppendOutcome {
-    AppendOutcome {
-        items: ids
-            .into_iter()
-            .map(|id| id.map_or(ItemFate::Rejected, ItemFate::Duplicate))
-            .collect(),
-        rejected,
-        redelivery: true,
-    }
 }
 
 /// Journals one delivery in `transaction`; `None` when its webhook-id was already recorded

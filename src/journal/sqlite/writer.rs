@@ -19,16 +19,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::MutexGuard;
 use rusqlite::{Connection, Statement, TransactionBehavior};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Turn;
 use super::deliveries::Deliveries;
 use super::lanes::Lanes;
 use crate::dnb::{IncomingItem, RejectedItem, ValidItem};
+use crate::journal::written::{StatusChange, StoredResult, attempt_error, redelivered};
 use crate::journal::{
     ActionRecord, AppendOutcome, ClaimId, Claimed, Clock, Completion, Delivery, DnbException,
-    ImportedFile, ItemFate, JournalError, NotificationId, Outcome, PullCheckpoint, RejectedIndex,
+    ImportedFile, ItemFate, JournalError, NotificationId, PullCheckpoint, RejectedIndex,
     ReplayOutcome,
 };
 
@@ -109,13 +109,6 @@ pub(super) struct ClaimSlice {
     pub claimed: Vec<Claimed>,
     /// The claim, once anything was taken under it.
     pub held: Option<Held>,
-}
-
-/// What `deliveries.result` holds, so a redelivery is answered as the first delivery was.
-#[derive(Serialize, Deserialize)]
-struct StoredResult {
-    ids: Vec<Option<NotificationId>>,
-    rejected: Vec<RejectedIndex>,
 }
 
 /// Pending notifications, from the trigger-maintained counts.
@@ -662,17 +655,6 @@ fn update_registration(
     Ok(())
 }
 
-fn redelivered(ids: Vec<Option<NotificationId>>, rejected: Vec<RejectedIndex>) -> AppendOutcome {
-    AppendOutcome {
-        items: ids
-            .into_iter()
-            .map(|id| id.map_or(ItemFate::Rejected, ItemFate::Duplicate))
-            .collect(),
-        rejected,
-        redelivery: true,
-    }
-}
-
 /// Cuts `total` rows into the prepared chunk sizes.
 fn chunks(mut total: usize) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
@@ -1066,69 +1048,6 @@ fn replay(
     })
 }
 
-/// The notification columns an outcome sets.
-struct StatusChange<'a> {
-    status: &'static str,
-    reason: Option<&'a str>,
-    spent: i64,
-    next_attempt_at: Option<i64>,
-    /// Start of the current run of failures. Left out (`None`) on a pending row, the run goes on
-    /// as it was; any other status ends it.
-    first_failed_at: Option<i64>,
-    error: Option<&'a str>,
-    dry_run: Option<bool>,
-}
-
-impl<'a> StatusChange<'a> {
-    fn of(outcome: &'a Outcome) -> Self {
-        let change = |status, spent| StatusChange {
-            status,
-            reason: None,
-            spent,
-            next_attempt_at: None,
-            first_failed_at: None,
-            error: None,
-            dry_run: None,
-        };
-        match outcome {
-            Outcome::Done { dry_run } => StatusChange {
-                dry_run: Some(*dry_run),
-                ..change("done", 1)
-            },
-            Outcome::Skipped { reason } => StatusChange {
-                reason: Some(reason.as_str()),
-                dry_run: Some(false),
-                ..change("skipped", 1)
-            },
-            Outcome::Retry {
-                error,
-                next_attempt_at_ms,
-                first_failed_at_ms,
-            } => StatusChange {
-                next_attempt_at: Some(*next_attempt_at_ms),
-                first_failed_at: Some(*first_failed_at_ms),
-                error: Some(error),
-                ..change("pending", 1)
-            },
-            Outcome::Dead { reason, error } => StatusChange {
-                reason: Some(reason.as_str()),
-                error: Some(error),
-                ..change("dead", 1)
-            },
-            // Deferred work spends no attempt, and neither ends nor starts a run of failures:
-            // HubSpot as a whole was paused, so `workers.dead_after` still counts from the first.
-            Outcome::Deferred {
-                reason,
-                next_attempt_at_ms,
-            } => StatusChange {
-                next_attempt_at: Some(*next_attempt_at_ms),
-                error: Some(reason.as_str()),
-                ..change("pending", 0)
-            },
-        }
-    }
-}
-
 /// Records outcomes, attempts and actions with multi-row statements, for the
 /// notifications `claim` still holds. A completion of one that no longer carries
 /// the claim (its lease ran out and another claim may own it) is refused whole:
@@ -1214,12 +1133,7 @@ fn complete(
             )
         },
         |statement, base, completion| {
-            let error = match &completion.outcome {
-                Outcome::Retry { error, .. } | Outcome::Dead { error, .. } => Some(error.as_str()),
-                Outcome::Deferred { reason, .. } => Some(reason.as_str()),
-                Outcome::Skipped { reason } => Some(reason.as_str()),
-                Outcome::Done { .. } => None,
-            };
+            let error = attempt_error(&completion.outcome);
             statement.raw_bind_parameter(base, completion.id)?;
             statement.raw_bind_parameter(base + 1, completion.started_at_ms)?;
             statement.raw_bind_parameter(base + 2, now)?;
