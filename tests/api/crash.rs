@@ -14,14 +14,6 @@ use tokio::sync::Mutex;
 use crate::fake_hubspot::{Endpoint, FakeConfig, Fault, ObjectType};
 use crate::helpers::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(config: &Path, log: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)

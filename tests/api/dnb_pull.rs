@@ -358,14 +358,6 @@ async fn the_loop_survives_a_failed_round_and_replays_before_pulling_on() {
     journal.close().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn run_binary(config: &Path, log: &Path, args: &[&str]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)

@@ -67,6 +67,15 @@ pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A fresh unique webhook id.
 pub fn new_webhook_id() -> String {
     format!("msg_{}", uuid::Uuid::new_v4().simple())

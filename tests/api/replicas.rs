@@ -15,14 +15,6 @@ use sqlx::PgPool;
 use crate::fake_hubspot::{Endpoint, FakeConfig, FakeHubSpot, Fault, ObjectType, RateLimit};
 use crate::helpers::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One replica: its config, log and address.
 struct Replica {
     config: PathBuf,

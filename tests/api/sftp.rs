@@ -6,7 +6,6 @@
 //! where they fail (`.ci/run` installs `openssh-server` when it is missing).
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -172,14 +171,6 @@ fn keygen(path: &Path) {
         .status()
         .expect("run ssh-keygen");
     assert!(status.success(), "ssh-keygen failed");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
