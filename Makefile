@@ -9,7 +9,7 @@ CONFIG ?= config.yaml
 SAMPLES ?= samples
 BIN := target/release/dnb-hubspot-bridge
 
-.PHONY: build run demo test fmt lint bench-ingest bench-ingest-postgres bench-hubspot bench-journal bench-pull bench-import
+.PHONY: build run demo test fmt lint bench-ingest bench-ingest-postgres bench-hubspot bench-hubspot-replicas bench-journal bench-pull bench-import
 
 build:
 	cargo build --release --locked
@@ -56,6 +56,10 @@ bench-journal:
 ## HubSpot benchmark: the service against the fake HubSpot portal (lower-tier limits), 1,000 notifications at 100/s.
 bench-hubspot: build
 	cargo bench --locked --bench hubspot
+
+## The same with three replicas on one PostgreSQL journal (BENCH_POSTGRES_URL, default the tests' server), sharing the HubSpot budget.
+bench-hubspot-replicas: build
+	BENCH_STORAGE=postgres BENCH_REPLICAS=3 cargo bench --locked --bench hubspot
 
 ## D&B pull benchmark: the release binary's `pull --once` drains 10,000 notifications from the fake Direct+ at 5 calls/s.
 bench-pull: build

@@ -14,6 +14,19 @@
 //! figure-printing program (`harness = false`), not a test: it exits non-zero
 //! when a notification is not done or skipped or HubSpot holds a duplicate; a
 //! missed performance target only prints a MISS line.
+//!
+//! By default the journal is a temporary SQLite file and one process serves it.
+//! `BENCH_STORAGE=postgres` puts it in PostgreSQL instead (`BENCH_POSTGRES_URL`,
+//! default `postgres://postgres@127.0.0.1:5432/test`), in a fresh schema
+//! `bench_<random>` named in the service's URL (`search_path`) and dropped at the
+//! end, and `BENCH_REPLICAS=N` (default 1; PostgreSQL only) starts N `serve`
+//! processes on it, on different ports and otherwise with the same config: the
+//! default rate limits, which are the portal-wide budget the replicas share
+//! through the database. Requests go to the replicas round robin, and the journal
+//! checks read PostgreSQL. Every replica is pinned to CPU 0, so the services
+//! together get the one core a single service gets and the fake and the load
+//! keep CPU 1; the PostgreSQL server is not pinned. `make bench-hubspot-replicas`
+//! runs three replicas.
 
 // Shared with the integration tests, which use more of it than this bench.
 #[path = "../tests/api/fake_hubspot/mod.rs"]
@@ -67,6 +80,8 @@ const LOAD_CPU: u32 = 1;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const FINISH_TIMEOUT: Duration = Duration::from_secs(600);
 const STOP_TIMEOUT: Duration = Duration::from_secs(40);
+/// The PostgreSQL server of `BENCH_STORAGE=postgres` unless `BENCH_POSTGRES_URL` names another.
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn main() -> ExitCode {
     match run() {
@@ -87,6 +102,24 @@ fn run() -> anyhow::Result<bool> {
         bail!("{} is missing: run `make bench-hubspot`", binary.display());
     }
     let feed = Feed::load(&root.join(SAMPLES))?;
+    let postgres = match std::env::var("BENCH_STORAGE").as_deref() {
+        Err(_) | Ok("" | "sqlite") => false,
+        Ok("postgres") => true,
+        Ok(other) => bail!("BENCH_STORAGE={other}: expected sqlite or postgres"),
+    };
+    let replicas: usize = match std::env::var("BENCH_REPLICAS") {
+        Ok(value) => value
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .with_context(|| format!("BENCH_REPLICAS={value}: expected a number from 1"))?,
+        Err(_) => 1,
+    };
+    if replicas > 1 && !postgres {
+        bail!(
+            "BENCH_REPLICAS={replicas} needs BENCH_STORAGE=postgres: a SQLite journal has one process"
+        );
+    }
     // Pinned before the runtime exists, so every thread it starts inherits the mask.
     let pinned = Command::new("taskset")
         .args(["-a", "-p", "-c", &LOAD_CPU.to_string()])
@@ -99,29 +132,62 @@ fn run() -> anyhow::Result<bool> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let fake = FakeHubSpot::start(FakeConfig::default()).await;
-        let seeded = seed(&fake);
-        let placement = match pinned {
-            true => "service on CPU 0, fake and load on CPU 1",
-            false => "unpinned (taskset failed)",
+        let storage = match postgres {
+            false => Storage::sqlite()?,
+            true => {
+                let base = std::env::var("BENCH_POSTGRES_URL")
+                    .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
+                Storage::postgres(&base).await?
+            }
         };
-        let specs = match fake.validating() {
-            true => "on",
-            false => "OFF, specs missing",
-        };
-        println!(
-            "bench-hubspot: {NOTIFICATIONS} notifications over {DUNS_COUNT} DUNS ({seeded} with a company), \
-             {PER_REQUEST} per request every {} ms; fake HubSpot at default limits (spec checks {specs}); {placement}",
-            REQUEST_INTERVAL.as_millis()
-        );
-        let mut service = Service::start(&binary, pinned, &fake)?;
-        service.wait_healthy().await?;
-        let posted = post_all(&service, &feed).await?;
-        let complete = wait_finished(&service.journal, posted.accepted).await?;
-        let exit = service.stop().await?;
-        let journal = JournalFigures::read(&service.journal)?;
-        Ok(report(&fake, &posted, &journal, exit, seeded, complete))
+        // The services are stopped (or killed, on an error) before the schema goes.
+        let result = bench(&binary, &feed, &storage, replicas, pinned).await;
+        let dropped = storage.remove().await;
+        let passed = result?;
+        dropped?;
+        Ok(passed)
     })
+}
+
+/// Starts the fake and the services, posts, waits, stops and reports.
+async fn bench(
+    binary: &Path,
+    feed: &Feed,
+    storage: &Storage,
+    replicas: usize,
+    pinned: bool,
+) -> anyhow::Result<bool> {
+    let fake = FakeHubSpot::start(FakeConfig::default()).await;
+    let seeded = seed(&fake);
+    let placement = match (pinned, replicas) {
+        (true, 1) => "service on CPU 0, fake and load on CPU 1".to_string(),
+        (true, n) => format!("{n} services on CPU 0, fake and load on CPU 1"),
+        (false, _) => "unpinned (taskset failed)".to_string(),
+    };
+    let specs = match fake.validating() {
+        true => "on",
+        false => "OFF, specs missing",
+    };
+    println!(
+        "bench-hubspot: {NOTIFICATIONS} notifications over {DUNS_COUNT} DUNS ({seeded} with a company), \
+             {PER_REQUEST} per request every {} ms; fake HubSpot at default limits (spec checks {specs}); \
+             journal {}, {replicas} serve process{}; {placement}",
+        REQUEST_INTERVAL.as_millis(),
+        storage.describe(),
+        if replicas == 1 { "" } else { "es" },
+    );
+    let mut services = Vec::with_capacity(replicas);
+    for _ in 0..replicas {
+        services.push(Service::start(binary, pinned, &fake, &storage.url())?);
+    }
+    for service in &mut services {
+        service.wait_healthy().await?;
+    }
+    let posted = post_all(&services, feed).await?;
+    let complete = wait_finished(storage, posted.accepted).await?;
+    let exits = stop_all(&mut services).await?;
+    let journal = JournalFigures::read(storage).await?;
+    Ok(report(&fake, &posted, &journal, &exits, seeded, complete))
 }
 
 /// Seeds the alert properties, the owner and the companies; returns how many companies.
@@ -222,19 +288,155 @@ impl Feed {
     }
 }
 
-/// A `serve` process on a temporary journal, pointed at the fake.
+/// The journal the services share: a temporary SQLite file, or a fresh PostgreSQL schema.
+enum Storage {
+    Sqlite {
+        path: PathBuf,
+        /// Removed on drop, after the services.
+        _dir: TempDir,
+    },
+    Postgres {
+        /// The server's URL with the schema as `search_path`: the services' and the reads'.
+        url: String,
+        schema: String,
+        pool: sqlx::PgPool,
+    },
+}
+
+impl Storage {
+    fn sqlite() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("bench-hubspot-journal-")
+            .tempdir()?;
+        Ok(Self::Sqlite {
+            path: dir.path().join("journal.db"),
+            _dir: dir,
+        })
+    }
+
+    /// Creates the schema `bench_<random>` on the server at `base`.
+    async fn postgres(base: &str) -> anyhow::Result<Self> {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(base)
+            .await
+            .with_context(|| format!("connecting to {base}"))?;
+        let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut admin)
+            .await
+            .context("creating the benchmark schema")?;
+        admin.close().await?;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await?;
+        Ok(Self::Postgres { url, schema, pool })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Sqlite { .. } => "SQLite (temporary file)".into(),
+            Self::Postgres { schema, .. } => format!("PostgreSQL (schema {schema})"),
+        }
+    }
+
+    /// `storage.url` of the services.
+    fn url(&self) -> String {
+        match self {
+            Self::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
+            Self::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    /// The rows of a `SELECT label, count(*) … GROUP BY` query.
+    async fn counts(&self, sql: &'static str) -> anyhow::Result<BTreeMap<String, u64>> {
+        match self {
+            Self::Sqlite { path, .. } => {
+                let path = path.clone();
+                // Off the runtime's only thread: the fake must keep answering meanwhile.
+                tokio::task::spawn_blocking(move || counts(&open_journal(&path)?, sql)).await?
+            }
+            Self::Postgres { pool, .. } => {
+                let rows: Vec<(String, i64)> = sqlx::query_as(sql).fetch_all(pool).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(label, count)| (label, count.unsigned_abs()))
+                    .collect())
+            }
+        }
+    }
+
+    /// The `(i64, i64)` rows of a query.
+    async fn pairs(&self, sql: &'static str) -> anyhow::Result<Vec<(i64, i64)>> {
+        match self {
+            Self::Sqlite { path, .. } => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    let db = open_journal(&path)?;
+                    let mut statement = db.prepare(sql)?;
+                    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                    Ok(rows.collect::<Result<_, _>>()?)
+                })
+                .await?
+            }
+            Self::Postgres { pool, .. } => Ok(sqlx::query_as(sql).fetch_all(pool).await?),
+        }
+    }
+
+    /// The `(label, count)` rows of a query whose labels may repeat.
+    async fn labelled(&self, sql: &'static str) -> anyhow::Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = match self {
+            Self::Sqlite { path, .. } => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                    let db = open_journal(&path)?;
+                    let mut statement = db.prepare(sql)?;
+                    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                    Ok(rows.collect::<Result<_, _>>()?)
+                })
+                .await??
+            }
+            Self::Postgres { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(label, count)| (label, count.unsigned_abs()))
+            .collect())
+    }
+
+    /// Drops the PostgreSQL schema; the SQLite file goes with its directory.
+    async fn remove(&self) -> anyhow::Result<()> {
+        if let Self::Postgres { schema, pool, .. } = self {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(pool)
+                .await
+                .with_context(|| format!("dropping the schema {schema}"))?;
+            pool.close().await;
+        }
+        Ok(())
+    }
+}
+
+/// A `serve` process on the benchmark's journal, pointed at the fake.
 struct Service {
     child: Child,
     address: SocketAddr,
-    journal: PathBuf,
     log: PathBuf,
     /// Removed on drop, after the process.
     _dir: TempDir,
 }
 
 impl Service {
-    /// Writes a config (free port, HubSpot enabled, everything else default) and starts the binary.
-    fn start(binary: &Path, pinned: bool, fake: &FakeHubSpot) -> anyhow::Result<Self> {
+    /// Writes a config (free port, HubSpot enabled, the journal at `storage_url`, everything
+    /// else default) and starts the binary.
+    fn start(
+        binary: &Path,
+        pinned: bool,
+        fake: &FakeHubSpot,
+        storage_url: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("bench-hubspot-")
             .tempdir()?;
@@ -242,19 +444,14 @@ impl Service {
             .local_addr()?
             .port();
         let address = SocketAddr::from(([127, 0, 0, 1], port));
-        let (journal, config, log) = (
-            dir.path().join("journal.db"),
-            dir.path().join("config.yaml"),
-            dir.path().join("serve.log"),
-        );
+        let (config, log) = (dir.path().join("config.yaml"), dir.path().join("serve.log"));
         let hubspot = format!(
             "hubspot:\n  enabled: true\n  base_url: \"{}\"\n  api_token: \"{}\"\n  default_owner_email: \"{OWNER_EMAIL}\"\n",
             fake.base_url(),
             fake.token()
         );
         let rest = format!(
-            "server:\n  bind: \"{address}\"\nwebhook:\n  secrets: [\"{SECRET}\"]\nstorage:\n  url: \"sqlite://{}\"\nlog:\n  level: warn\n",
-            journal.display()
+            "server:\n  bind: \"{address}\"\nwebhook:\n  secrets: [\"{SECRET}\"]\nstorage:\n  url: \"{storage_url}\"\nlog:\n  level: warn\n"
         );
         std::fs::write(&config, rest + &hubspot)?;
         let mut command = Command::new(binary);
@@ -287,7 +484,6 @@ impl Service {
         Ok(Self {
             child,
             address,
-            journal,
             log,
             _dir: dir,
         })
@@ -317,8 +513,8 @@ impl Service {
         }
     }
 
-    /// Sends SIGTERM and waits for the exit, the fake answering meanwhile.
-    async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+    /// Sends SIGTERM.
+    fn terminate(&self) -> anyhow::Result<()> {
         let pid = self.child.id().to_string();
         if !Command::new("kill")
             .args(["-TERM", &pid])
@@ -327,7 +523,11 @@ impl Service {
         {
             bail!("kill -TERM {pid} failed");
         }
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        Ok(())
+    }
+
+    /// Waits for the exit after SIGTERM, the fake answering meanwhile.
+    async fn wait_exit(&mut self, deadline: Instant) -> anyhow::Result<ExitStatus> {
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status);
@@ -371,11 +571,28 @@ struct Posted {
     elapsed: Duration,
 }
 
-/// Posts every notification, `PER_REQUEST` per signed request, one request per `REQUEST_INTERVAL`.
-async fn post_all(service: &Service, feed: &Feed) -> anyhow::Result<Posted> {
+/// Stops every service at once (SIGTERM to all, then the exits).
+async fn stop_all(services: &mut [Service]) -> anyhow::Result<Vec<ExitStatus>> {
+    for service in services.iter() {
+        service.terminate()?;
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let mut exits = Vec::with_capacity(services.len());
+    for service in services.iter_mut() {
+        exits.push(service.wait_exit(deadline).await?);
+    }
+    Ok(exits)
+}
+
+/// Posts every notification, `PER_REQUEST` per signed request, one request per
+/// `REQUEST_INTERVAL`, to the services in turn.
+async fn post_all(services: &[Service], feed: &Feed) -> anyhow::Result<Posted> {
     let client = reqwest::Client::new();
     let secret = SigningSecret::parse(SECRET).expect("the benchmark secret is valid");
-    let url = format!("http://{}/webhooks/dnb", service.address);
+    let urls: Vec<String> = services
+        .iter()
+        .map(|service| format!("http://{}/webhooks/dnb", service.address))
+        .collect();
     let mut ticks = tokio::time::interval(REQUEST_INTERVAL);
     let (started, first_post_ms) = (Instant::now(), unix_ms());
     let mut answers = Vec::new();
@@ -393,7 +610,7 @@ async fn post_all(service: &Service, feed: &Feed) -> anyhow::Result<Posted> {
         let id = format!("msg_bench_hubspot_{request}");
         let timestamp = unix_ms() / 1000;
         let send = client
-            .post(&url)
+            .post(&urls[request % urls.len()])
             .header("content-type", "application/json")
             .header("webhook-signature", secret.sign(&id, timestamp, &body))
             .header("webhook-id", id)
@@ -432,18 +649,12 @@ fn unix_ms() -> i64 {
 
 /// Polls the journal until every accepted notification is there and none is pending or
 /// processing; `false` on timeout.
-async fn wait_finished(journal: &Path, accepted: u64) -> anyhow::Result<bool> {
+async fn wait_finished(storage: &Storage, accepted: u64) -> anyhow::Result<bool> {
     let deadline = Instant::now() + FINISH_TIMEOUT;
     loop {
-        let path = journal.to_owned();
-        // Off the runtime's only thread: the fake must keep answering meanwhile.
-        let statuses = tokio::task::spawn_blocking(move || {
-            counts(
-                &open_journal(&path)?,
-                "SELECT status, count(*) FROM notifications GROUP BY status",
-            )
-        })
-        .await??;
+        let statuses = storage
+            .counts("SELECT status, count(*) FROM notifications GROUP BY status")
+            .await?;
         let unfinished: u64 = ["pending", "processing"]
             .iter()
             .filter_map(|s| statuses.get(*s))
@@ -484,37 +695,56 @@ struct JournalFigures {
     latencies_ms: Vec<i64>,
     /// When the last notification finished (unix ms).
     last_finished_ms: Option<i64>,
+    /// Per `serve` process: batches processed and the attempts in them.
+    batches: BTreeMap<String, (u64, u64)>,
 }
 
 impl JournalFigures {
-    fn read(path: &Path) -> anyhow::Result<Self> {
-        let db = open_journal(path)?;
-        let statuses = counts(
-            &db,
-            "SELECT status || coalesce(' (' || reason || ')', ''), count(*) FROM notifications GROUP BY 1",
-        )?;
-        let attempts = counts(
-            &db,
-            "SELECT outcome, count(*) FROM attempts GROUP BY outcome",
-        )?;
-        let finished = "FROM attempts a JOIN notifications n ON n.id = a.notification_id \
-                        WHERE a.outcome IN ('done', 'skipped')";
-        let mut statement = db.prepare(&format!(
-            "SELECT a.finished_at - n.received_at {finished} ORDER BY 1"
-        ))?;
-        let latencies_ms = statement
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
-        let last_finished_ms = db.query_row(
-            &format!("SELECT max(a.finished_at) {finished}"),
-            [],
-            |row| row.get(0),
-        )?;
+    async fn read(storage: &Storage) -> anyhow::Result<Self> {
+        let statuses = storage
+            .counts(
+                "SELECT status || coalesce(' (' || reason || ')', ''), count(*) \
+                 FROM notifications GROUP BY 1",
+            )
+            .await?;
+        let attempts = storage
+            .counts("SELECT outcome, count(*) FROM attempts GROUP BY outcome")
+            .await?;
+        let finished = storage
+            .pairs(
+                "SELECT n.received_at, a.finished_at \
+                 FROM attempts a JOIN notifications n ON n.id = a.notification_id \
+                 WHERE a.outcome IN ('done', 'skipped')",
+            )
+            .await?;
+        let mut latencies_ms: Vec<i64> = finished
+            .iter()
+            .map(|(received, done)| done - received)
+            .collect();
+        latencies_ms.sort_unstable();
+        let last_finished_ms = finished.iter().map(|(_, done)| *done).max();
+        // A worker's name is its process's instance and its number; its batch, one start time.
+        let mut batches: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let rows = storage
+            .labelled(
+                "SELECT worker, count(*) FROM attempts GROUP BY worker, started_at ORDER BY 1",
+            )
+            .await?;
+        for (worker, notifications) in rows {
+            let process = worker
+                .rsplit_once('-')
+                .map_or(worker.as_str(), |(process, _)| process)
+                .to_owned();
+            let (count, total) = batches.entry(process).or_default();
+            *count += 1;
+            *total += notifications;
+        }
         Ok(Self {
             statuses,
             attempts,
             latencies_ms,
             last_finished_ms,
+            batches,
         })
     }
 
@@ -590,7 +820,7 @@ fn report(
     fake: &FakeHubSpot,
     posted: &Posted,
     journal: &JournalFigures,
-    exit: ExitStatus,
+    exits: &[ExitStatus],
     seeded: usize,
     complete: bool,
 ) -> bool {
@@ -682,7 +912,26 @@ fn report(
         ms(p99),
         journal.latencies_ms.len()
     );
-    println!("service exit:         {exit}");
+    let mean = |(batches, attempts): (u64, u64)| attempts as f64 / batches.max(1) as f64;
+    let (batches, attempts) = (journal.batches.values())
+        .fold((0, 0), |(b, a), (batches, attempts)| {
+            (b + batches, a + attempts)
+        });
+    println!(
+        "batches processed:    {batches} ({:.1} attempts per batch)",
+        mean((batches, attempts))
+    );
+    if journal.batches.len() > 1 {
+        for (process, counts) in &journal.batches {
+            println!(
+                "  process {process:<20} {:>4} batches, {:>5.1} attempts/batch",
+                counts.0,
+                mean(*counts)
+            );
+        }
+    }
+    let exits: Vec<String> = exits.iter().map(ToString::to_string).collect();
+    println!("service exit:         {}", exits.join(", "));
 
     let batch_wait = std::env::var("BENCH_BRIDGE__WORKERS__BATCH_MAX_WAIT_MS")
         .ok()

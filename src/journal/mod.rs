@@ -546,6 +546,25 @@ pub trait Journal: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<Claimed>, JournalError>;
 
+    /// [`Journal::claim`] for a worker that has gathered a batch: claims only when at least
+    /// `limit` notifications are claimable or the oldest claimable one was received at or
+    /// before `gathered_by` (unix milliseconds), else claims nothing. A backend shared by
+    /// several processes judges this inside the claim, with such claims one at a time across
+    /// the processes, so workers whose gathering ends at the same moment in different
+    /// processes do not split one batch between them: the first takes it, the others find
+    /// what is left too young and gather on. By default a plain claim: in one process the
+    /// workers already gather one at a time.
+    async fn claim_gathered(
+        &self,
+        worker: &str,
+        limit: usize,
+        lease: Duration,
+        gathered_by: i64,
+    ) -> Result<Vec<Claimed>, JournalError> {
+        let _ = gathered_by;
+        self.claim(worker, limit, lease).await
+    }
+
     /// Extends the lease of `claim` to `lease` from now, if it still holds: its notifications
     /// still carry it and its lease has not run out. Returns whether it held. A lease that ran
     /// out is not revived, even when no other claim has taken its notifications yet.

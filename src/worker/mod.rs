@@ -7,6 +7,9 @@
 //! `workers.batch_max_wait_ms`, so notifications gather into full HubSpot batch
 //! calls while the wait bounds each one's delay; one worker gathers at a time,
 //! so the next one starts from the notifications that arrived after that claim.
+//! Processes sharing a PostgreSQL journal gather each on their own, and their claims of
+//! gathered batches go one at a time, each only if the batch is still there
+//! ([`Journal::claim_gathered`]), so they do not split one batch between them.
 //!
 //! While a batch works, its worker renews the batch's lease ([`lease`]); a
 //! batch whose lease was lost stops before its next HubSpot write, and the
@@ -150,12 +153,17 @@ impl Worker {
         tracing::debug!(worker = %self.name, "worker stopped");
     }
 
-    /// Claims up to `limit` notifications; also returns the time just before the claim,
-    /// which its lease cannot have started before.
-    async fn claim(&self, limit: usize) -> (Vec<Claimed>, i64) {
+    /// Claims up to `limit` notifications if they are still a gathered batch (at least
+    /// `limit`, or the oldest received by `gathered_by`: another process may have claimed
+    /// since); also returns the time just before the claim, which its lease cannot have
+    /// started before.
+    async fn claim(&self, limit: usize, gathered_by: i64) -> (Vec<Claimed>, i64) {
         let lease = Duration::from_secs(self.settings.lease_secs);
         let asked_at = self.deps.clock.now_ms();
-        match self.deps.journal.claim(&self.name, limit, lease).await {
+        let claimed = (self.deps.journal)
+            .claim_gathered(&self.name, limit, lease, gathered_by)
+            .await;
+        match claimed {
             Ok(claimed) => (claimed, asked_at),
             Err(error) => {
                 tracing::error!(worker = %self.name, error = %error, "could not claim notifications");
@@ -203,6 +211,7 @@ impl Worker {
                 _ = self.shutdown.cancelled() => return nothing(),
             }
         }
-        self.claim(size).await
+        let gathered_by = now_ms() - wait.as_millis() as i64;
+        self.claim(size, gathered_by).await
     }
 }

@@ -15,6 +15,13 @@
 //!    the guard that makes two live claims on one DUNS impossible.
 //! 5. The kept DUNS's notifications become `processing` under a claim id drawn from a
 //!    sequence (the fencing token) with the lease's expiry, lane by lane in delivery order.
+//!
+//! A worker's claim of a gathered batch first takes a transaction-level advisory lock, so
+//! these claims go one at a time across the processes, and then claims only if the batch is
+//! still there (full, or its oldest notification old enough): the replicas' workers all end
+//! their gathering when the same oldest notification has waited the batch wait, and without
+//! this they would split one batch into several partial ones, each costing a HubSpot call
+//! per kind of write.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -36,6 +43,10 @@ const CLAIMABLE: &str = "n.status = 'pending'
     AND NOT EXISTS (SELECT 1 FROM duns_claims AS c WHERE c.duns = n.duns)
     AND NOT EXISTS (SELECT 1 FROM notifications AS w
                     WHERE w.status = 'pending' AND w.duns = n.duns AND w.next_attempt_at > $1)";
+
+/// The advisory lock that puts claims of gathered batches in a line (the key is
+/// database-wide: schemas of one database share it, which only makes their claims wait).
+const GATHERED_CLAIMS_LOCK: i64 = 0x6272_6964_6765_0001;
 
 /// Makes the notifications whose lease ran out by `now` pending again, with their DUNS.
 async fn take_back_expired(pool: &PgPool, now: i64) -> Result<u64, JournalError> {
@@ -79,12 +90,16 @@ async fn take_back_expired(pool: &PgPool, now: i64) -> Result<u64, JournalError>
     )
 }
 
+/// Claims up to `limit` notifications; with `gathered_by`, only when at least `limit` are
+/// claimable or the oldest claimable one was received at or before it (see the module
+/// comment).
 pub(super) async fn claim(
     pool: &PgPool,
     worker: &str,
     limit: usize,
     lease: Duration,
     now: i64,
+    gathered_by: Option<i64>,
 ) -> Result<Vec<Claimed>, JournalError> {
     if limit == 0 {
         return Ok(Vec::new());
@@ -97,12 +112,44 @@ pub(super) async fn claim(
     retrying!(
         async {
             let mut transaction = pool.begin().await?;
+            if let Some(gathered_by) = gathered_by
+                && !gathered(&mut transaction, limit, now, gathered_by).await?
+            {
+                transaction.commit().await?;
+                return Ok(Vec::new());
+            }
             let claimed = claim_in(&mut transaction, worker, limit, lease_until, now).await?;
             transaction.commit().await?;
             Ok(claimed)
         }
         .await
     )
+}
+
+/// Waits for the other processes' claims of gathered batches, then says whether a batch is
+/// still there: `limit` claimable notifications, or an oldest one received by `gathered_by`.
+/// Each statement reads what committed before it, so this sees what an earlier claim took.
+async fn gathered(
+    transaction: &mut Transaction<'_, Postgres>,
+    limit: usize,
+    now: i64,
+    gathered_by: i64,
+) -> Result<bool, JournalError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(GATHERED_CLAIMS_LOCK)
+        .execute(&mut **transaction)
+        .await?;
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM notifications AS n WHERE {CLAIMABLE}
+                                       LIMIT $2) AS due) >= $2
+             OR coalesce((SELECT min(n.received_at) FROM notifications AS n WHERE {CLAIMABLE})
+                         <= $3, false)"
+    )))
+    .bind(now)
+    .bind(limit as i64)
+    .bind(gathered_by)
+    .fetch_one(&mut **transaction)
+    .await?)
 }
 
 async fn claim_in(

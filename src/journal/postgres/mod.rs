@@ -93,6 +93,14 @@ impl PostgresJournal {
     fn now(&self) -> i64 {
         self.options.clock.now_ms()
     }
+
+    /// Lowers the pending count by what this process just claimed, until the next refresh:
+    /// a worker gathering next must not see the batch just taken as still pending.
+    fn claimed(&self, count: usize) {
+        let _ = (self.pending).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |pending| {
+            Some(pending.saturating_sub(count as u64))
+        });
+    }
 }
 
 /// Folds status-count changes into the totals now and then and keeps the pending count fresh.
@@ -415,7 +423,23 @@ impl Journal for PostgresJournal {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, JournalError> {
-        claims::claim(&self.pool, worker, limit, lease, self.now()).await
+        let claimed = claims::claim(&self.pool, worker, limit, lease, self.now(), None).await?;
+        self.claimed(claimed.len());
+        Ok(claimed)
+    }
+
+    async fn claim_gathered(
+        &self,
+        worker: &str,
+        limit: usize,
+        lease: Duration,
+        gathered_by: i64,
+    ) -> Result<Vec<Claimed>, JournalError> {
+        let now = self.now();
+        let claimed =
+            claims::claim(&self.pool, worker, limit, lease, now, Some(gathered_by)).await?;
+        self.claimed(claimed.len());
+        Ok(claimed)
     }
 
     async fn renew(&self, claim: ClaimId, lease: Duration) -> Result<bool, JournalError> {
