@@ -121,13 +121,16 @@ impl Application {
                     cluster.clone(),
                 )
                 .context("HubSpot client")?;
-                Arc::new(HubSpotExecutor::new(
-                    &settings.hubspot,
-                    Arc::new(client),
-                    journal.clone(),
-                    hubspot.clone(),
-                    metrics.clone(),
-                ))
+                Arc::new(
+                    HubSpotExecutor::new(
+                        &settings.hubspot,
+                        Arc::new(client),
+                        journal.clone(),
+                        hubspot.clone(),
+                        metrics.clone(),
+                    )
+                    .with_cluster(cluster.clone()),
+                )
             }
             None => Arc::new(DryRunExecutor),
         };

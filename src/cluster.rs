@@ -112,6 +112,38 @@ impl Cluster {
         Self { pool }
     }
 
+    /// A fact about the HubSpot portal another replica learned at most `max_age` ago.
+    pub async fn fact(
+        &self,
+        name: &str,
+        max_age: Duration,
+    ) -> Result<Option<String>, ClusterError> {
+        Ok(sqlx::query_scalar(
+            "SELECT value FROM portal_facts
+             WHERE name = $1
+               AND learned_at_us >= (extract(epoch FROM clock_timestamp()) * 1000000)::bigint - $2",
+        )
+        .bind(name)
+        .bind(micros(max_age))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records a fact about the HubSpot portal for the other replicas, as learned now.
+    pub async fn remember(&self, name: &str, value: &str) -> Result<(), ClusterError> {
+        sqlx::query(
+            "INSERT INTO portal_facts (name, value, learned_at_us)
+             VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
+             ON CONFLICT (name) DO UPDATE
+             SET value = excluded.value, learned_at_us = excluded.learned_at_us",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Closes the connections.
     pub async fn close(&self) {
         self.pool.close().await;

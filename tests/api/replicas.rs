@@ -709,3 +709,66 @@ async fn one_redelivery_posted_to_two_replicas_at_once_is_stored_once_and_answer
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_ask_hubspot_about_the_portal_once_for_all_of_them() {
+    let Some(url) = crate::postgres::fresh_url("replicas_ask_hubspot_about_the_portal_once").await
+    else {
+        return;
+    };
+    let fake = crate::hubspot::portal(FakeConfig::default()).await;
+    fake.add_owner("owner@example.com");
+    let dunses = ["910000001", "910000002"];
+    for duns in dunses {
+        fake.add_company([
+            ("name", format!("Company {duns}")),
+            ("duns_number", duns.to_string()),
+        ]);
+    }
+    let configure = |settings: &mut dnb_hubspot_bridge::config::Settings| {
+        settings.storage.url = url.clone();
+        settings.hubspot.default_owner_email = "owner@example.com".into();
+        crate::hubspot::point_at(settings, &fake.base_url(), &fake.token());
+    };
+    let pool = PgPool::connect(&url).await.unwrap();
+    // One replica after the other, each with a DELETE (a task: owner, due date in the
+    // portal's time zone, after the property check).
+    let mut done = 0;
+    for duns in dunses {
+        let app = spawn_configured_app(configure).await;
+        let body = serde_json::to_vec(&json!([notification(
+            "DELETE",
+            duns,
+            "2024-05-13T08:00:00Z"
+        )]))
+        .unwrap();
+        app.accept(body, "application/json").await;
+        done += 1;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM notifications WHERE status = 'done'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+            < done
+        {
+            assert!(Instant::now() < deadline, "{duns} was not processed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        app.stop().await;
+    }
+    assert_eq!(fake.tasks().len(), 2);
+    let counts = fake.call_counts();
+    for endpoint in [
+        Endpoint::Owners,
+        Endpoint::AccountDetails,
+        Endpoint::PropertiesBatchRead(ObjectType::Companies),
+    ] {
+        assert_eq!(
+            counts.get(&endpoint),
+            Some(&1),
+            "{endpoint:?} in {counts:?}"
+        );
+    }
+}

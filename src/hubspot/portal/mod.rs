@@ -69,7 +69,14 @@ pub struct HubSpotExecutor {
     auth_probe: Duration,
     /// Whether the portal was seen to have every property the bridge writes.
     setup_checked: std::sync::atomic::AtomicBool,
+    /// Replicas sharing a PostgreSQL journal: where the portal facts one learned are kept for
+    /// the others (time zone, default owner, properties present), so each asks HubSpot once
+    /// per deployment, not once per process.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
+
+/// How long a portal fact another replica learned is taken without asking HubSpot again.
+const FACT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 impl HubSpotExecutor {
     /// An executor writing through `client` and checkpointing in `journal`.
@@ -94,7 +101,48 @@ impl HubSpotExecutor {
             outage_pause: Duration::from_secs(settings.outage_pause_secs),
             auth_probe: Duration::from_secs(settings.auth_probe_secs),
             setup_checked: std::sync::atomic::AtomicBool::new(false),
+            cluster: None,
         }
+    }
+
+    /// The executor sharing what it learns about the portal with the other replicas of
+    /// `cluster`, and taking what they learned.
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// A portal fact: the one another replica learned, else `learn`'s, shared for the others
+    /// when `worth_sharing` says so.
+    /// A cluster that cannot be read or written only costs the HubSpot call.
+    async fn shared_fact<F, Fut>(
+        &self,
+        name: &str,
+        learn: F,
+        worth_sharing: impl Fn(&str) -> bool,
+    ) -> Result<String, HubSpotError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<String, HubSpotError>>,
+    {
+        let Some(cluster) = &self.cluster else {
+            return learn().await;
+        };
+        match cluster.fact(name, FACT_MAX_AGE).await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(error = %error, fact = name, "could not read a shared portal fact")
+            }
+        }
+        let value = learn().await?;
+        if !worth_sharing(&value) {
+            return Ok(value);
+        }
+        if let Err(error) = cluster.remember(name, &value).await {
+            tracing::debug!(error = %error, fact = name, "could not share a portal fact");
+        }
+        Ok(value)
     }
 
     /// The owner of tasks for companies without one, resolved once.
@@ -104,11 +152,22 @@ impl HubSpotExecutor {
         }
         self.default_owner
             .get_or_try_init(|| async {
-                let owner = self.client.owner_id(&self.default_owner_email).await?;
-                if owner.is_none() {
+                let name = format!("default_owner:{}", self.default_owner_email);
+                let owner = self
+                    .shared_fact(
+                        &name,
+                        || async {
+                            let owner = self.client.owner_id(&self.default_owner_email).await?;
+                            Ok(owner.unwrap_or_default())
+                        },
+                        |_| true,
+                    )
+                    .await?;
+                if owner.is_empty() {
                     tracing::warn!(email = %self.default_owner_email, "hubspot.default_owner_email is not a HubSpot owner; tasks stay unassigned");
+                    return Ok(None);
                 }
-                Ok(owner)
+                Ok(Some(owner))
             })
             .await
             .cloned()
@@ -119,7 +178,14 @@ impl HubSpotExecutor {
         self.time_zone
             .get_or_try_init(|| async {
                 match self.configured_time_zone.as_str() {
-                    "" => Ok(self.client.account_details().await?.time_zone),
+                    "" => {
+                        self.shared_fact(
+                            "time_zone",
+                            || async { Ok(self.client.account_details().await?.time_zone) },
+                            |_| true,
+                        )
+                        .await
+                    }
                     zone => Ok(zone.to_string()),
                 }
             })
@@ -185,11 +251,24 @@ impl HubSpotExecutor {
                 .into_iter()
                 .map(|property| property.name)
                 .collect();
-            let present = self.client.company_properties(&wanted).await?;
-            let missing: Vec<String> = wanted
-                .into_iter()
-                .filter(|name| !present.iter().any(|property| &property.name == name))
-                .collect();
+            // Shared only once every property is there: a missing one is asked again.
+            let fact = format!("properties_present:{}", wanted.join(","));
+            let missing = self
+                .shared_fact(
+                    &fact,
+                    || async {
+                        let present = self.client.company_properties(&wanted).await?;
+                        let missing: Vec<&str> = wanted
+                            .iter()
+                            .filter(|name| !present.iter().any(|property| &property.name == *name))
+                            .map(String::as_str)
+                            .collect();
+                        Ok(missing.join(","))
+                    },
+                    |missing| missing.is_empty(),
+                )
+                .await?;
+            let missing: Vec<&str> = missing.split(',').filter(|name| !name.is_empty()).collect();
             if !missing.is_empty() {
                 self.status.pause(
                     PauseReason::Setup,
