@@ -728,7 +728,7 @@ async fn replicas_ask_hubspot_about_the_portal_once_for_all_of_them() {
     let configure = |settings: &mut dnb_hubspot_bridge::config::Settings| {
         settings.storage.url = url.clone();
         settings.hubspot.default_owner_email = "owner@example.com".into();
-        crate::hubspot::point_at(settings, &fake.base_url(), &fake.token());
+        crate::hubspot::point_at(settings, &fake.base_url(), fake.token());
     };
     let pool = PgPool::connect(&url).await.unwrap();
     // One replica after the other, each with a DELETE (a task: owner, due date in the
